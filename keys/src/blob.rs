@@ -37,7 +37,9 @@ pub fn prehash_file(path: &Path) -> Result<Sha512> {
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         if n == 0 {
             break;
         }

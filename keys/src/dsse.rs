@@ -126,10 +126,12 @@ impl Envelope {
                 max: limits.max_payload_bytes,
             });
         }
-        let payload = B64.decode(wire.payload.as_bytes()).map_err(|e| Error::Malformed {
-            what: "envelope",
-            reason: format!("payload is not standard base64: {e}"),
-        })?;
+        let payload = B64
+            .decode(wire.payload.as_bytes())
+            .map_err(|e| Error::Malformed {
+                what: "envelope",
+                reason: format!("payload is not standard base64: {e}"),
+            })?;
         if payload.len() as u64 > limits.max_payload_bytes {
             return Err(Error::TooLarge {
                 what: "payload",
@@ -178,11 +180,7 @@ impl Envelope {
     ///    signatures by unknown keys and invalid signatures are ignored;
     /// 6. a key counts once, however many times it signed;
     /// 7. at least `threshold` distinct keys verified.
-    pub fn verify(
-        &self,
-        expected_type: &str,
-        role: &RoleKeys,
-    ) -> Result<VerifiedPayload<'_>> {
+    pub fn verify(&self, expected_type: &str, role: &RoleKeys) -> Result<VerifiedPayload<'_>> {
         if self.payload_type != expected_type {
             return Err(Error::WrongPayloadType {
                 expected: expected_type.to_owned(),
@@ -276,7 +274,16 @@ mod tests {
             ..Limits::default()
         };
         let err = Envelope::from_slice(b"{\"payloadType\":\"x\"}", &limits).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { what: "envelope", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "envelope",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -287,7 +294,10 @@ mod tests {
         };
         let doc = br#"{"payloadType":"t","payload":"","signatures":[{"keyid":"a","sig":"b"},{"keyid":"a","sig":"b"}]}"#;
         let err = Envelope::from_slice(doc, &limits).unwrap_err();
-        assert!(matches!(err, Error::TooManySignatures { count: 2, max: 1 }), "{err}");
+        assert!(
+            matches!(err, Error::TooManySignatures { count: 2, max: 1 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -296,12 +306,18 @@ mod tests {
         let extra = br#"{"payloadType":"t","payload":"","signatures":[],"x":1}"#;
         assert!(matches!(
             Envelope::from_slice(extra, &limits),
-            Err(Error::Malformed { what: "envelope", .. })
+            Err(Error::Malformed {
+                what: "envelope",
+                ..
+            })
         ));
         let bad = br#"{"payloadType":"t","payload":"!!!","signatures":[]}"#;
         assert!(matches!(
             Envelope::from_slice(bad, &limits),
-            Err(Error::Malformed { what: "envelope", .. })
+            Err(Error::Malformed {
+                what: "envelope",
+                ..
+            })
         ));
     }
 }

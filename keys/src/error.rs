@@ -109,7 +109,9 @@ pub enum Error {
         found: String,
     },
     /// Fewer distinct authorized keys signed than the role's threshold.
-    #[error("threshold not met for role `{role}`: {valid} valid signature(s) from distinct `{role}` keys, {threshold} required")]
+    #[error(
+        "threshold not met for role `{role}`: {valid} valid signature(s) from distinct `{role}` keys, {threshold} required"
+    )]
     ThresholdNotMet {
         /// The role whose threshold applied.
         role: Role,

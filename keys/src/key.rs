@@ -157,10 +157,11 @@ impl PublicKey {
     /// Parses an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), as written by
     /// `openssl pkey -pubout` and `charter key public`.
     pub fn from_pem(text: &str) -> Result<Self> {
-        let key = VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| Error::InvalidKey {
-            source_name: None,
-            reason: format!("not an Ed25519 SPKI public key PEM ({e})"),
-        })?;
+        let key =
+            VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| Error::InvalidKey {
+                source_name: None,
+                reason: format!("not an Ed25519 SPKI public key PEM ({e})"),
+            })?;
         Self::from_verifying_key(key)
     }
 

@@ -92,6 +92,57 @@ pub struct RootDocument {
 }
 
 impl RootDocument {
+    /// Builds a root from the keys and threshold of each role. Every role
+    /// must be given; the result is validated.
+    pub fn build(
+        version: u64,
+        expires: Timestamp,
+        roles: &[(Role, &[PublicKey], u32)],
+        limits: &Limits,
+    ) -> Result<Self> {
+        let mut keys = BTreeMap::new();
+        let mut entries: BTreeMap<Role, RoleEntry> = BTreeMap::new();
+        for (role, role_keys, threshold) in roles {
+            for k in role_keys.iter() {
+                keys.insert(k.key_id(), KeyEntry::from_key(k));
+            }
+            entries.insert(
+                *role,
+                RoleEntry {
+                    keyids: role_keys.iter().map(PublicKey::key_id).collect(),
+                    threshold: *threshold,
+                },
+            );
+        }
+        let mut take = |role: Role| {
+            entries
+                .remove(&role)
+                .ok_or_else(|| Error::InvalidRoot(format!("no keys given for role `{role}`")))
+        };
+        let doc = RootDocument {
+            version,
+            expires,
+            keys,
+            roles: Roles {
+                root: take(Role::Root)?,
+                release: take(Role::Release)?,
+                channel: take(Role::Channel)?,
+                license: take(Role::License)?,
+            },
+        };
+        doc.validate(limits)?;
+        Ok(doc)
+    }
+
+    /// Drops keys that no role lists any more (after a rotation removed them).
+    pub fn prune_unused_keys(&mut self) {
+        let used: BTreeSet<KeyId> = Role::ALL
+            .iter()
+            .flat_map(|r| self.roles.get(*r).keyids.iter().copied())
+            .collect();
+        self.keys.retain(|id, _| used.contains(id));
+    }
+
     /// Checks that the document is internally consistent and returns the
     /// parsed keys (docs/SPEC.md §4):
     /// the version is at least 1; at most `max_root_keys` keys; every key is
@@ -122,9 +173,7 @@ impl RootDocument {
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| {
-                    Error::InvalidRoot(format!(
-                        "key {id}: public is not base64 of 32 bytes"
-                    ))
+                    Error::InvalidRoot(format!("key {id}: public is not base64 of 32 bytes"))
                 })?;
             let key = PublicKey::from_raw(&raw)
                 .map_err(|e| Error::InvalidRoot(format!("key {id}: {e}")))?;
@@ -140,7 +189,9 @@ impl RootDocument {
             let entry = self.roles.get(role);
             let unique: BTreeSet<_> = entry.keyids.iter().collect();
             if unique.len() != entry.keyids.len() {
-                return Err(Error::InvalidRoot(format!("role `{role}` lists a key twice")));
+                return Err(Error::InvalidRoot(format!(
+                    "role `{role}` lists a key twice"
+                )));
             }
             if let Some(missing) = entry.keyids.iter().find(|k| !parsed.contains_key(k)) {
                 return Err(Error::InvalidRoot(format!(

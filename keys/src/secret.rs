@@ -9,13 +9,19 @@
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use pkcs8::LineEnding;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
 use pkcs8::EncryptedPrivateKeyInfoRef;
+use pkcs8::LineEnding;
 use pkcs8::pkcs5::EncryptionScheme;
 use zeroize::Zeroizing;
 
 use crate::{Error, Limits, PublicKey, Result, Signature};
+
+/// DER prefix of an Ed25519 PKCS#8 v1 PrivateKeyInfo (RFC 8410 §7):
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING <32-byte seed> } }`.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// Something that signs: a key in memory today, a KMS or HSM later.
 pub trait Signer {
@@ -73,12 +79,18 @@ impl SecretKey {
         Ok(SecretKey { inner, public })
     }
 
-    /// Serializes as PKCS#8 PEM, encrypted unless asked otherwise.
+    /// Serializes as PKCS#8 PEM, encrypted unless asked otherwise. The
+    /// PKCS#8 structure is version 1 (seed only, RFC 8410 §7), exactly what
+    /// `openssl genpkey` writes: OpenSSL 3.0 cannot read the version 2 form
+    /// with the public key attached.
     pub fn to_pem(&self, protection: Protection<'_>) -> Result<Zeroizing<String>> {
-        let failed = |e: pkcs8::Error| Error::InvalidKey {
+        let failed = |e: &dyn std::fmt::Display| Error::InvalidKey {
             source_name: None,
             reason: format!("cannot encode the private key: {e}"),
         };
+        let mut der = Zeroizing::new(Vec::with_capacity(48));
+        der.extend_from_slice(&PKCS8_V1_PREFIX);
+        der.extend_from_slice(self.inner.as_bytes());
         match protection {
             Protection::Passphrase(pass) => {
                 if pass.is_empty() {
@@ -87,12 +99,16 @@ impl SecretKey {
                         reason: "refusing to encrypt a key under an empty passphrase".into(),
                     });
                 }
-                self.inner
-                    .to_pkcs8_encrypted_pem(pass, LineEnding::LF)
-                    .map_err(failed)
+                let info =
+                    pkcs8::PrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| failed(&e))?;
+                let doc = info.encrypt(pass).map_err(|e| failed(&e))?;
+                doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+                    .map_err(|e| failed(&e))
             }
             Protection::InsecureUnencrypted => {
-                self.inner.to_pkcs8_pem(LineEnding::LF).map_err(failed)
+                let pem = pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+                    .map_err(|e| failed(&e))?;
+                Ok(Zeroizing::new(pem))
             }
         }
     }
@@ -147,9 +163,11 @@ impl SecretKey {
                     .map_err(|_| invalid(name, "malformed encrypted PKCS#8"))?;
                 check_kdf_cost(&info.encryption_algorithm, name, limits)?;
                 let pass = passphrase()?;
-                let inner = SigningKey::from_pkcs8_encrypted_der(&der, pass.as_slice())
-                    .map_err(|_| Error::WrongPassphrase {
-                        path: name.to_owned(),
+                let inner =
+                    SigningKey::from_pkcs8_encrypted_der(&der, pass.as_slice()).map_err(|_| {
+                        Error::WrongPassphrase {
+                            path: name.to_owned(),
+                        }
                     })?;
                 Ok(LoadedKey {
                     key: Self::from_signing_key(inner)?,
