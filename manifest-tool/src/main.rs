@@ -1,1 +1,32 @@
-fn main() {}
+//! `charter`: the release engineer's CLI. It makes keys and trust roots,
+//! packs and signs release manifests, and signs and verifies blobs. All the
+//! work is done by the `charter-keys` and `charter-updater` libraries; this
+//! binary parses arguments, calls them and prints.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod cmd;
+mod util;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cmd::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed pipe (`charter ... | head`) is not a failure.
+            if err
+                .chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "charter: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

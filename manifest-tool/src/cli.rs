@@ -1,0 +1,270 @@
+//! Command-line definitions. Man pages and completions are generated from
+//! these (packaging issue).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sign and verify charter releases: keys, trust roots, manifests, blobs.
+#[derive(Debug, Parser)]
+#[command(name = "charter", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Read private-key passphrases from this file (mode 0600; first line).
+    /// Otherwise CHARTER_PASSPHRASE, otherwise a prompt on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate keys and print public keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Create, sign, rotate and verify trust roots (root.json).
+    #[command(subcommand)]
+    Root(RootCmd),
+    /// Create, sign and verify release manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCmd),
+    /// Hash every file of a directory (sha256sum format, or --json entries).
+    HashTree(HashTreeArgs),
+    /// Sign a file: prints a base64 Ed25519 signature (as cosign sign-blob).
+    SignBlob(SignBlobArgs),
+    /// Verify a base64 Ed25519 signature over a file.
+    VerifyBlob(VerifyBlobArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Generate an Ed25519 key pair: private key (PKCS#8 PEM, encrypted,
+    /// mode 0600) at --out, public key (SPKI PEM) at --out.pub.
+    Generate {
+        /// Where to write the private key (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Write the private key unencrypted. Anyone who can read the file
+        /// can sign releases.
+        #[arg(long)]
+        unencrypted: bool,
+    },
+    /// Print the public key (PEM) and key id of a private or public key file.
+    Public {
+        /// Key file.
+        file: PathBuf,
+    },
+}
+
+/// Keys and thresholds of every role.
+#[derive(Debug, Args, Clone)]
+pub struct RoleArgs {
+    /// Public key file (or private key file) of a root key; repeat for more.
+    #[arg(long = "root-key", value_name = "FILE")]
+    pub root_keys: Vec<PathBuf>,
+    /// Signatures needed from root keys.
+    #[arg(long, value_name = "N")]
+    pub root_threshold: Option<u32>,
+    /// Public key file of a release key; repeat for more.
+    #[arg(long = "release-key", value_name = "FILE")]
+    pub release_keys: Vec<PathBuf>,
+    /// Signatures needed from release keys.
+    #[arg(long, value_name = "N")]
+    pub release_threshold: Option<u32>,
+    /// Public key file of a channel key; repeat for more.
+    #[arg(long = "channel-key", value_name = "FILE")]
+    pub channel_keys: Vec<PathBuf>,
+    /// Signatures needed from channel keys.
+    #[arg(long, value_name = "N")]
+    pub channel_threshold: Option<u32>,
+    /// Public key file of a license key; repeat for more.
+    #[arg(long = "license-key", value_name = "FILE")]
+    pub license_keys: Vec<PathBuf>,
+    /// Signatures needed from license keys.
+    #[arg(long, value_name = "N")]
+    pub license_threshold: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCmd {
+    /// Write a new trust root, version 1. Every role needs at least one key;
+    /// thresholds default to 1.
+    Init {
+        /// Output file (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        roles: RoleArgs,
+        /// Expiry: a duration from now (365d, 12w, 48h) or an RFC 3339 time.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// Private key(s) to sign with right away (root keys); repeat.
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+    },
+    /// Add one signature to a root file, in place.
+    Sign {
+        /// Private key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The root file.
+        file: PathBuf,
+    },
+    /// Write root version N+1 from version N: roles given here replace the
+    /// old ones, the others are kept. It must then be signed by a threshold
+    /// of the old root keys AND of the new ones.
+    Rotate {
+        /// The current root (version N).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Output file for version N+1 (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        roles: RoleArgs,
+        /// Expiry of the new root.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// Private key(s) to sign with right away; repeat.
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+    },
+    /// Verify a root: alone (self-signed, not expired), or as the end of a
+    /// chain of rotations from a trusted root.
+    Verify {
+        /// A root you already trust (version N); FILES are then N+1, N+2, ...
+        #[arg(long, value_name = "FILE")]
+        trusted: Option<PathBuf>,
+        /// Root file(s), in version order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCmd {
+    /// Pack a directory into a release artifact and write its unsigned
+    /// manifest (OUTDIR/manifest.json).
+    Create(CreateArgs),
+    /// Add one signature to a manifest, in place.
+    Sign {
+        /// Private release key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The manifest.
+        file: PathBuf,
+    },
+    /// Verify a manifest against a trust root, and optionally its artifact.
+    Verify {
+        /// The trust root.
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+        /// The artifact to check against the manifest's digest and size.
+        #[arg(long, value_name = "FILE")]
+        artifact: Option<PathBuf>,
+        /// The manifest.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Product name (a-z 0-9 . _ -).
+    #[arg(long)]
+    pub product: String,
+    /// Release version (semver).
+    #[arg(long)]
+    pub version: String,
+    /// Directory to pack.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Output directory (created if missing; existing files are not replaced).
+    #[arg(long, value_name = "OUTDIR")]
+    pub out: PathBuf,
+    /// Artifact format: tar.zst or tar.gz.
+    #[arg(long, default_value = "tar.zst")]
+    pub format: String,
+    /// Compression level (zstd 1-19, default 3; gzip 0-9, default 6).
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Glob of paths the host keeps from the running release; repeat.
+    #[arg(long = "preserve", value_name = "GLOB")]
+    pub preserve: Vec<String>,
+    /// Glob of config paths (operator edits are kept); repeat.
+    #[arg(long = "config", value_name = "GLOB")]
+    pub config: Vec<String>,
+    /// Health check: HTTP URL that must answer --health-status.
+    #[arg(long, value_name = "URL", conflicts_with = "health_cmd")]
+    pub health_url: Option<String>,
+    /// HTTP status that means healthy.
+    #[arg(long, default_value_t = 200)]
+    pub health_status: u16,
+    /// Health check: command that must exit 0 (split on spaces, no shell).
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time one health attempt may take.
+    #[arg(long, default_value = "10s")]
+    pub health_timeout: String,
+    /// Attempts after the first.
+    #[arg(long, default_value_t = 3)]
+    pub health_retries: u32,
+    /// Time between attempts.
+    #[arg(long, default_value = "2s")]
+    pub health_interval: String,
+    /// Manifest expiry: a duration from the release time or an RFC 3339 time.
+    #[arg(long, default_value = "365d")]
+    pub expires: String,
+    /// Release time (RFC 3339); default now. Also every entry's mtime.
+    #[arg(long, value_name = "TIME")]
+    pub released_at: Option<String>,
+    /// Mark the release as a security fix.
+    #[arg(long)]
+    pub security_fix: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HashTreeArgs {
+    /// Directory to hash.
+    pub dir: PathBuf,
+    /// Glob of config paths (affects `kind` in --json); repeat.
+    #[arg(long = "config", value_name = "GLOB")]
+    pub config: Vec<String>,
+    /// Hashing threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignBlobArgs {
+    /// Private key.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Use Ed25519ph (streams files of any size) instead of pure Ed25519.
+    #[arg(long)]
+    pub prehash: bool,
+    /// Also write the signature to this file.
+    #[arg(long, value_name = "FILE")]
+    pub output_signature: Option<PathBuf>,
+    /// File to sign.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBlobArgs {
+    /// Public key (SPKI PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Signature file (base64, as sign-blob prints it, or 64 raw bytes).
+    #[arg(long, value_name = "FILE")]
+    pub signature: PathBuf,
+    /// The signature is Ed25519ph.
+    #[arg(long)]
+    pub prehash: bool,
+    /// The signed file.
+    pub file: PathBuf,
+}

@@ -1,0 +1,34 @@
+//! One module per subcommand.
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::util::PassphraseSource;
+
+mod blob;
+mod key;
+mod manifest;
+mod root;
+
+/// What every subcommand gets besides its own arguments.
+pub struct Ctx {
+    pub json: bool,
+    pub pass: PassphraseSource,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        json: cli.json,
+        pass: PassphraseSource {
+            file: cli.passphrase_file,
+        },
+    };
+    match cli.command {
+        Command::Key(c) => key::run(&ctx, c),
+        Command::Root(c) => root::run(&ctx, c),
+        Command::Manifest(c) => manifest::run(&ctx, c),
+        Command::HashTree(a) => manifest::hash_tree(&ctx, a),
+        Command::SignBlob(a) => blob::sign(&ctx, a),
+        Command::VerifyBlob(a) => blob::verify(&ctx, a),
+    }
+}

@@ -1,0 +1,450 @@
+//! The release manifest: what a release is, byte for byte (docs/SPEC.md §6).
+//!
+//! A manifest travels as a DSSE envelope of type
+//! [`charter_keys::dsse::PAYLOAD_MANIFEST`] signed by the `release` role.
+//! The only way to a [`VerifiedManifest`] is [`VerifiedManifest::verify`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use charter_keys::dsse::{Envelope, PAYLOAD_MANIFEST};
+use charter_keys::root::VerifiedRoot;
+use charter_keys::{Clock, KeyId, Role};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::path::ArchivePath;
+use crate::{Error, Limits, Result};
+
+/// A SHA-256 digest, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+impl std::str::FromStr for Sha256Digest {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let mut out = [0u8; 32];
+        if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(Error::InvalidInput {
+                what: "sha256 digest",
+                reason: "expected 64 lowercase hex digits".into(),
+            });
+        }
+        hex::decode_to_slice(s, &mut out).map_err(|e| Error::InvalidInput {
+            what: "sha256 digest",
+            reason: e.to_string(),
+        })?;
+        Ok(Sha256Digest(out))
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a file is for. Config files are carried over like dpkg conffiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// Executable code.
+    Program,
+    /// Operator-editable configuration.
+    Config,
+    /// Everything else.
+    Data,
+}
+
+/// One entry of the release tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Entry {
+    /// A directory.
+    Dir {
+        /// Path inside the release.
+        path: ArchivePath,
+        /// Permission bits (at most 0o7777).
+        mode: u32,
+    },
+    /// A regular file.
+    File {
+        /// Path inside the release.
+        path: ArchivePath,
+        /// Permission bits (at most 0o7777; setuid/setgid only when signed so).
+        mode: u32,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256 of the content.
+        sha256: Sha256Digest,
+        /// What the file is for.
+        kind: FileKind,
+    },
+    /// A symbolic link that stays inside the tree.
+    Symlink {
+        /// Path inside the release.
+        path: ArchivePath,
+        /// The link's target, relative to its directory.
+        target: String,
+    },
+}
+
+impl Entry {
+    /// The entry's path.
+    pub fn path(&self) -> &ArchivePath {
+        match self {
+            Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => {
+                path
+            }
+        }
+    }
+}
+
+/// Archive formats a release artifact may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArtifactFormat {
+    /// tar compressed with zstd (the default: fastest to unpack).
+    #[serde(rename = "tar.zst")]
+    TarZst,
+    /// tar compressed with gzip.
+    #[serde(rename = "tar.gz")]
+    TarGz,
+}
+
+impl ArtifactFormat {
+    /// The file-name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ArtifactFormat::TarZst => "tar.zst",
+            ArtifactFormat::TarGz => "tar.gz",
+        }
+    }
+}
+
+impl std::str::FromStr for ArtifactFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tar.zst" | "zst" | "zstd" => Ok(ArtifactFormat::TarZst),
+            "tar.gz" | "gz" | "gzip" => Ok(ArtifactFormat::TarGz),
+            other => Err(Error::InvalidInput {
+                what: "artifact format",
+                reason: format!("`{other}`; expected tar.zst or tar.gz"),
+            }),
+        }
+    }
+}
+
+/// The packed release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// File name next to manifest.json (no `/`).
+    pub name: String,
+    /// Archive format.
+    pub format: ArtifactFormat,
+    /// Exact size in bytes: downloads are capped at it.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: Sha256Digest,
+}
+
+/// How the host decides that a newly started release works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What to probe.
+    #[serde(flatten)]
+    pub probe: Probe,
+    /// Seconds one attempt may take.
+    pub timeout_secs: u32,
+    /// Attempts after the first one.
+    pub retries: u32,
+    /// Seconds between attempts.
+    pub interval_secs: u32,
+}
+
+/// One health probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// An HTTP GET that must answer `expect_status`.
+    Http {
+        /// The URL (http or https).
+        url: String,
+        /// The status that means healthy.
+        expect_status: u16,
+    },
+    /// A command that must exit 0; argv[0] is relative to the release root
+    /// or absolute.
+    Command {
+        /// Program and arguments, no shell.
+        argv: Vec<String>,
+    },
+}
+
+/// The manifest payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Product name: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
+    pub product: String,
+    /// The release's semantic version.
+    pub version: semver::Version,
+    /// When the release was made (also the mtime of every archived entry).
+    pub released_at: Timestamp,
+    /// After this instant hosts refuse the manifest (freeze attacks).
+    pub expires: Timestamp,
+    /// True for releases that only fix security issues (a license past its
+    /// updates-until date may still be entitled to them).
+    #[serde(default)]
+    pub security_fix: bool,
+    /// The packed tree.
+    pub artifact: Artifact,
+    /// Globs of paths kept from the running release (data, state).
+    #[serde(default)]
+    pub preserve: Vec<String>,
+    /// Globs of config paths (operator edits are kept, like dpkg conffiles).
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// How to tell the new release works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Every entry of the tree, sorted by path.
+    pub files: Vec<Entry>,
+}
+
+/// Checks a product name.
+pub fn validate_product(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput {
+            what: "product name",
+            reason: format!(
+                "`{name}`: use 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit"
+            ),
+        })
+    }
+}
+
+/// Compiles globs, naming the first bad one.
+pub fn compile_globs(patterns: &[String]) -> Result<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::InvalidGlob {
+                pattern: p.clone(),
+                reason: e.kind().to_string(),
+            })?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| Error::InvalidGlob {
+        pattern: patterns.join(" "),
+        reason: e.to_string(),
+    })
+}
+
+impl Manifest {
+    /// Checks everything a signature cannot: shape, uniqueness, safety of
+    /// every path and link (docs/SPEC.md §6.3, step 4).
+    pub fn validate(&self, limits: &Limits) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidManifest(m));
+        validate_product(&self.product)?;
+        let a = &self.artifact;
+        if a.name.is_empty()
+            || a.name.contains('/')
+            || a.name.starts_with('.')
+            || !a.name.ends_with(a.format.extension())
+        {
+            return bad(format!(
+                "artifact name `{}` must be a plain file name ending in .{}",
+                a.name,
+                a.format.extension()
+            ));
+        }
+        if self.files.len() > limits.max_files {
+            return bad(format!(
+                "{} entries, more than the limit of {}",
+                self.files.len(),
+                limits.max_files
+            ));
+        }
+        if self.expires <= self.released_at {
+            return bad("expires is not after released_at".into());
+        }
+        compile_globs(&self.preserve)?;
+        compile_globs(&self.config)?;
+        if let Some(hc) = &self.health_check {
+            match &hc.probe {
+                Probe::Http { url, .. }
+                    if !(url.starts_with("http://") || url.starts_with("https://")) =>
+                {
+                    return bad(format!("health check URL `{url}` is not http(s)"));
+                }
+                Probe::Command { argv } if argv.is_empty() => {
+                    return bad("health check command is empty".into());
+                }
+                _ => {}
+            }
+        }
+        let mut dirs = BTreeSet::new();
+        let mut prev: Option<&ArchivePath> = None;
+        for e in &self.files {
+            let path = e.path();
+            if path.as_str().len() > limits.max_path_bytes {
+                return bad(format!(
+                    "path `{path}` longer than {} bytes",
+                    limits.max_path_bytes
+                ));
+            }
+            if prev.is_some_and(|p| p >= path) {
+                return bad(format!("entries not sorted or `{path}` listed twice"));
+            }
+            prev = Some(path);
+            if let Some(parent) = path.parent()
+                && !dirs.contains(parent)
+            {
+                return bad(format!(
+                    "`{path}` has no directory entry for `{parent}` before it"
+                ));
+            }
+            match e {
+                Entry::Dir { mode, .. } => {
+                    check_mode(path, *mode)?;
+                    dirs.insert(path.as_str());
+                }
+                Entry::File { mode, .. } => check_mode(path, *mode)?,
+                Entry::Symlink { target, .. } => {
+                    if target.len() > limits.max_path_bytes
+                        || path.resolve_link_target(target).is_none()
+                    {
+                        return Err(Error::SymlinkEscape {
+                            path: path.as_str().into(),
+                            target: target.chars().take(300).collect(),
+                        });
+                    }
+                }
+            }
+        }
+        // Sorted order puts every parent before its children (a prefix sorts
+        // first), so one pass sees each directory before its contents.
+        Ok(())
+    }
+
+    /// The payload bytes: pretty-printed JSON with a final newline.
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses a payload (after its signature was checked, or in tools that
+    /// show an unsigned manifest).
+    pub fn from_payload(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest(e.to_string()))
+    }
+
+    /// The entries as a map from path.
+    pub fn entries_by_path(&self) -> BTreeMap<&str, &Entry> {
+        self.files.iter().map(|e| (e.path().as_str(), e)).collect()
+    }
+}
+
+fn check_mode(path: &ArchivePath, mode: u32) -> Result<()> {
+    if mode > 0o7777 {
+        return Err(Error::InvalidManifest(format!(
+            "`{path}` has mode {mode:o}, more than permission bits"
+        )));
+    }
+    Ok(())
+}
+
+/// A manifest whose envelope met the `release` role's threshold, whose
+/// payload is valid and which has not expired.
+#[derive(Debug, Clone)]
+pub struct VerifiedManifest {
+    manifest: Manifest,
+    signers: Vec<KeyId>,
+    envelope_sha256: Sha256Digest,
+}
+
+impl VerifiedManifest {
+    /// Verifies manifest envelope bytes (docs/SPEC.md §6.3):
+    ///
+    /// 1. the envelope parses within limits;
+    /// 2. its payloadType is the manifest type and a threshold of distinct
+    ///    `release` keys of `root` signed it (strictly);
+    /// 3. only then the payload is parsed;
+    /// 4. the manifest is valid ([`Manifest::validate`]);
+    /// 5. it has not expired by `clock`.
+    pub fn verify(
+        bytes: &[u8],
+        root: &VerifiedRoot,
+        clock: &dyn Clock,
+        limits: &Limits,
+    ) -> Result<Self> {
+        use sha2::Digest as _;
+        let env = Envelope::from_slice(bytes, &limits.envelope)?;
+        let verified = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
+        let manifest = Manifest::from_payload(verified.payload)?;
+        manifest.validate(limits)?;
+        let now = clock.now();
+        if now >= manifest.expires {
+            return Err(Error::Expired {
+                product: manifest.product.clone(),
+                version: manifest.version.to_string(),
+                expires: manifest.expires,
+                now,
+            });
+        }
+        Ok(VerifiedManifest {
+            signers: verified.signers,
+            envelope_sha256: Sha256Digest(sha2::Sha256::digest(bytes).into()),
+            manifest,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The keys whose signatures counted.
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    /// SHA-256 of the envelope bytes (what a channel pointer pins).
+    pub fn envelope_sha256(&self) -> Sha256Digest {
+        self.envelope_sha256
+    }
+}
