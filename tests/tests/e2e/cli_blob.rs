@@ -1,0 +1,205 @@
+use std::process::Command;
+
+use charter_tests::{charter, snapshot};
+
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
+}
+
+#[test]
+fn sign_and_verify_blob_round_trip_and_tamper() {
+    let d = tempfile::tempdir().unwrap();
+    charter(d.path(), &["key", "generate", "--out", "k.key"]).ok();
+    std::fs::write(d.path().join("f"), b"artifact").unwrap();
+    let sig = charter(
+        d.path(),
+        &[
+            "sign-blob",
+            "--key",
+            "k.key",
+            "--output-signature",
+            "f.sig",
+            "f",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        sig.stdout.trim(),
+        std::fs::read_to_string(d.path().join("f.sig"))
+            .unwrap()
+            .trim()
+    );
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "k.key.pub",
+            "--signature",
+            "f.sig",
+            "f",
+        ],
+    )
+    .ok();
+    std::fs::write(d.path().join("f"), b"artifacT").unwrap();
+    let out = charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "k.key.pub",
+            "--signature",
+            "f.sig",
+            "f",
+        ],
+    );
+    assert!(
+        out.stderr.starts_with(
+            "charter: error: f is not verified: signature does not verify against key "
+        ),
+        "{out:?}"
+    );
+    assert_eq!(out.code, 1);
+}
+
+#[test]
+fn large_file_points_at_prehash_which_streams() {
+    let d = tempfile::tempdir().unwrap();
+    charter(d.path(), &["key", "generate", "--out", "k.key"]).ok();
+    // Sparse: 300 MiB of zeros, above the 256 MiB pure-Ed25519 cap.
+    let f = std::fs::File::create(d.path().join("big")).unwrap();
+    f.set_len(300 << 20).unwrap();
+    charter(d.path(), &["sign-blob", "--key", "k.key", "big"])
+        .fails_with("use --prehash for larger files");
+    let sig = charter(
+        d.path(),
+        &["sign-blob", "--prehash", "--key", "k.key", "big"],
+    )
+    .ok();
+    std::fs::write(d.path().join("big.sig"), sig.stdout).unwrap();
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--prehash",
+            "--key",
+            "k.key.pub",
+            "--signature",
+            "big.sig",
+            "big",
+        ],
+    )
+    .ok();
+    // A prehash signature is not a pure one.
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "k.key.pub",
+            "--signature",
+            "big.sig",
+            "big",
+        ],
+    )
+    .fails_with("use --prehash");
+}
+
+#[test]
+fn malformed_signature_file_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    charter(d.path(), &["key", "generate", "--out", "k.key"]).ok();
+    std::fs::write(d.path().join("f"), b"x").unwrap();
+    std::fs::write(d.path().join("bad.sig"), b"not base64 at all!").unwrap();
+    let before = snapshot(d.path());
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "k.key.pub",
+            "--signature",
+            "bad.sig",
+            "f",
+        ],
+    )
+    .fails_with("cannot read the signature in bad.sig");
+    assert_eq!(before, snapshot(d.path()));
+}
+
+#[test]
+fn openssl_interop_both_ways_through_the_cli() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("f"), b"interop bytes").unwrap();
+    if openssl(
+        d.path(),
+        &["genpkey", "-algorithm", "ed25519", "-out", "o.key"],
+    )
+    .is_none()
+    {
+        eprintln!("openssl not installed: skipped");
+        return;
+    }
+    std::fs::set_permissions(
+        d.path().join("o.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    openssl(
+        d.path(),
+        &["pkey", "-in", "o.key", "-pubout", "-out", "o.pub"],
+    );
+    // openssl signs, charter verifies (raw 64-byte signature file).
+    openssl(
+        d.path(),
+        &[
+            "pkeyutl", "-sign", "-rawin", "-inkey", "o.key", "-in", "f", "-out", "o.sig",
+        ],
+    );
+    charter(
+        d.path(),
+        &["verify-blob", "--key", "o.pub", "--signature", "o.sig", "f"],
+    )
+    .ok();
+    // charter signs with openssl's key; openssl verifies.
+    let b64 = charter(d.path(), &["sign-blob", "--key", "o.key", "f"])
+        .ok()
+        .stdout;
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    std::fs::write(d.path().join("c.sig"), raw).unwrap();
+    let out = openssl(
+        d.path(),
+        &[
+            "pkeyutl", "-verify", "-rawin", "-pubin", "-inkey", "o.pub", "-in", "f", "-sigfile",
+            "c.sig",
+        ],
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Signature Verified Successfully"));
+    // charter's own key file, encrypted, opened by openssl.
+    charter(d.path(), &["key", "generate", "--out", "c.key"]).ok();
+    openssl(
+        d.path(),
+        &[
+            "pkey",
+            "-in",
+            "c.key",
+            "-passin",
+            &format!("pass:{}", charter_tests::PASS),
+            "-noout",
+        ],
+    );
+}

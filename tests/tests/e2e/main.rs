@@ -1,0 +1,8 @@
+//! End-to-end tests: the real binaries, real files, real archives, real
+//! signatures. One test binary with a module per area.
+#![allow(clippy::unwrap_used)]
+
+mod cli_blob;
+mod cli_keys;
+mod cli_manifest;
+mod cli_root;
