@@ -150,7 +150,7 @@ pub enum RootCmd {
 pub enum ManifestCmd {
     /// Pack a directory into a release artifact and write its unsigned
     /// manifest (OUTDIR/manifest.json).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Add one signature to a manifest, in place.
     Sign {
         /// Private release key.

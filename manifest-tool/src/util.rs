@@ -20,7 +20,7 @@ pub struct PassphraseSource {
 impl PassphraseSource {
     /// The passphrase to unlock `key`.
     pub fn unlock(&self, key: &Path) -> charter_keys::Result<Passphrase> {
-        if let Some(p) = self.from_file_or_env()? {
+        if let Some(p) = self.given()? {
             return Ok(p);
         }
         if std::io::stdin().is_terminal() || std::io::stderr().is_terminal() {
@@ -37,7 +37,7 @@ impl PassphraseSource {
 
     /// A passphrase for a new key (asked twice on a terminal).
     pub fn new_passphrase(&self, key: &Path) -> Result<Passphrase> {
-        if let Some(p) = self.from_file_or_env()? {
+        if let Some(p) = self.given()? {
             return Ok(p);
         }
         if !(std::io::stdin().is_terminal() || std::io::stderr().is_terminal()) {
@@ -57,7 +57,7 @@ impl PassphraseSource {
         Ok(Zeroizing::new(a.as_bytes().to_vec()))
     }
 
-    fn from_file_or_env(&self) -> charter_keys::Result<Option<Passphrase>> {
+    fn given(&self) -> charter_keys::Result<Option<Passphrase>> {
         if let Some(file) = &self.file {
             let bytes = Zeroizing::new(charter_keys::fsutil::read_private(
                 file,

@@ -21,7 +21,7 @@ use crate::util::{
 
 pub fn run(ctx: &Ctx, cmd: ManifestCmd) -> Result<()> {
     match cmd {
-        ManifestCmd::Create(a) => create(ctx, a),
+        ManifestCmd::Create(a) => create(ctx, *a),
         ManifestCmd::Sign { key, file } => sign(ctx, &key, &file),
         ManifestCmd::Verify {
             root,

@@ -158,7 +158,10 @@ fn read_root_file(path: &Path) -> Result<Vec<u8>> {
     )?)
 }
 
-fn load_roles(ctx: &Ctx, r: &RoleArgs) -> Result<Vec<(Role, Vec<PublicKey>, Option<u32>)>> {
+/// Keys and threshold (when given) of one role, as passed on the command line.
+type RoleSpec = (Role, Vec<PublicKey>, Option<u32>);
+
+fn load_roles(ctx: &Ctx, r: &RoleArgs) -> Result<Vec<RoleSpec>> {
     let load = |files: &[PathBuf]| -> Result<Vec<PublicKey>> {
         files.iter().map(|f| load_public(f, &ctx.pass)).collect()
     };
