@@ -33,6 +33,12 @@ pub enum Command {
     /// Create, sign and verify release manifests.
     #[command(subcommand)]
     Manifest(ManifestCmd),
+    /// Publish and sign channel pointers.
+    #[command(subcommand)]
+    Channel(ChannelCmd),
+    /// Lay out and check a static release repository.
+    #[command(subcommand)]
+    Repo(RepoCmd),
     /// Hash every file of a directory (sha256sum format, or --json entries).
     HashTree(HashTreeArgs),
     /// Sign a file: prints a base64 Ed25519 signature (as cosign sign-blob).
@@ -225,6 +231,15 @@ pub struct CreateArgs {
     /// Mark the release as a security fix.
     #[arg(long)]
     pub security_fix: bool,
+    /// Script in the tree to run before the swap (e.g. a migration).
+    #[arg(long, value_name = "PATH")]
+    pub pre_swap_script: Option<String>,
+    /// Script in the tree to run after the swap, before the health check.
+    #[arg(long, value_name = "PATH")]
+    pub post_swap_script: Option<String>,
+    /// Script in the tree to run when rolling back from this release.
+    #[arg(long, value_name = "PATH")]
+    pub rollback_script: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -267,4 +282,80 @@ pub struct VerifyBlobArgs {
     pub prehash: bool,
     /// The signed file.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCmd {
+    /// Write (and sign) REPO/channels/<product>/<channel>.json pointing at a
+    /// release already in the repository.
+    Publish {
+        /// Repository directory.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Product name.
+        #[arg(long)]
+        product: String,
+        /// Channel name (stable, beta, ...).
+        #[arg(long)]
+        channel: String,
+        /// Version to point at (REPO/releases/<product>/<version>/manifest.json).
+        #[arg(long, required_unless_present = "manifest")]
+        version: Option<String>,
+        /// Or: the manifest file inside REPO to point at.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Channel key(s) to sign with; repeat to reach a threshold.
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+        /// Pointer expiry: a duration from now or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// Allow hosts to install this version even if they ran a newer one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Add one signature to a channel pointer, in place.
+    Sign {
+        /// Private channel key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The pointer file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCmd {
+    /// Create a repository directory holding the trust root.
+    Init {
+        /// Repository directory (created).
+        dir: PathBuf,
+        /// The trust root (signed).
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+    },
+    /// Add a release made by `charter manifest create` (and signed) to the
+    /// repository, after verifying it against the repository's root.
+    Add {
+        /// Repository directory.
+        dir: PathBuf,
+        /// The directory holding manifest.json and the artifact.
+        release: PathBuf,
+    },
+    /// Add a rotated root (N+1.root.json) after checking it follows the
+    /// repository's current root.
+    AddRoot {
+        /// Repository directory.
+        dir: PathBuf,
+        /// The new root.
+        root: PathBuf,
+    },
+    /// Verify a whole repository as a host would.
+    Verify {
+        /// Repository directory.
+        dir: PathBuf,
+        /// The root hosts trust (default: the lowest N.root.json in DIR).
+        #[arg(long, value_name = "FILE")]
+        root: Option<PathBuf>,
+    },
 }

@@ -54,12 +54,10 @@ pub enum Error {
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     /// A manifest past its expiry.
-    #[error("manifest for {product} {version} expired at {expires} (now {now})")]
+    #[error("{what} expired at {expires} (now {now})")]
     Expired {
-        /// Product.
-        product: String,
-        /// Version.
-        version: String,
+        /// What expired ("manifest for panel 1.2.0").
+        what: String,
         /// Expiry.
         expires: jiff::Timestamp,
         /// Now.
@@ -99,6 +97,161 @@ pub enum Error {
         /// The parser's complaint.
         reason: String,
     },
+    /// A repository document that does not exist.
+    #[error("{url}: not found")]
+    NotFound {
+        /// Where it was looked for.
+        url: String,
+    },
+    /// An HTTP answer other than success.
+    #[error("{url}: HTTP status {status}")]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// A transport failure (connection refused, reset, timed out, TLS).
+    #[error("{url}: {reason}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// More bytes than the signed metadata (or the metadata cap) allows:
+    /// the endless-data attack.
+    #[error("{url}: more than the {max} bytes allowed{}", found.map(|f| format!(" (server announced {f})")).unwrap_or_default())]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        max: u64,
+        /// What the server announced, when it did.
+        found: Option<u64>,
+    },
+    /// An archive entry the manifest does not list (extra file).
+    #[error("archive entry `{path}` is not in the signed manifest")]
+    UnexpectedEntry {
+        /// The entry.
+        path: String,
+    },
+    /// A manifest entry the archive lacks.
+    #[error("`{path}` is in the signed manifest but not in the archive")]
+    MissingEntry {
+        /// The entry.
+        path: String,
+    },
+    /// An archive entry that differs from its manifest entry.
+    #[error("archive entry `{path}` {reason}")]
+    EntryMismatch {
+        /// The entry.
+        path: String,
+        /// How it differs.
+        reason: String,
+    },
+    /// A hard link, device or FIFO in an archive.
+    #[error(
+        "archive entry `{path}` is a {kind}; releases hold only files, directories and symlinks"
+    )]
+    ForbiddenEntry {
+        /// The entry.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A decompressed stream larger than the manifest justifies.
+    #[error(
+        "decompressed artifact exceeds the {max} bytes the manifest allows (decompression bomb?)"
+    )]
+    DecompressionBomb {
+        /// The bound.
+        max: u64,
+    },
+    /// A compressed or tar stream that does not decode.
+    #[error("corrupt artifact while staging into {}: {reason}", path.display())]
+    Corrupt {
+        /// The staging directory.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A candidate version not above the host's ratchet.
+    #[error(
+        "refusing {candidate}: this host already ran {ratchet} (rollback attack? a downgrade needs a signed channel pointer with allow_downgrade)"
+    )]
+    Rollback {
+        /// Offered version.
+        candidate: semver::Version,
+        /// Highest version committed here.
+        ratchet: semver::Version,
+    },
+    /// A version that failed its health check before.
+    #[error(
+        "{version} failed its health check on this host before and is marked bad; pass --retry-bad to try it again"
+    )]
+    BadVersion {
+        /// The version.
+        version: semver::Version,
+    },
+    /// Not enough disk space to stage a release.
+    #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]
+    NoSpace {
+        /// Where.
+        path: PathBuf,
+        /// Needed.
+        needed: u64,
+        /// Available.
+        available: u64,
+    },
+    /// Nothing to roll back to (or from).
+    #[error("cannot roll back: {reason}")]
+    NothingToRollBack {
+        /// Why.
+        reason: String,
+    },
+    /// Another charter-update holds the state lock.
+    #[error("another charter-update is running (pid {holder}, lock {}); try again when it has finished", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid written in it.
+        holder: String,
+    },
+    /// A state file that does not parse.
+    #[error("state file {} is corrupt: {reason}", path.display())]
+    StateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A restart command, health check or update script failed.
+    #[error("{what} failed: {reason}")]
+    Command {
+        /// Which command.
+        what: String,
+        /// Exit status or timeout, and the last lines of output.
+        reason: String,
+    },
+    /// A config file that does not parse or is not valid.
+    #[error("config {}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the field name.
+        reason: String,
+    },
+    /// Two signed documents (or a document and the host) disagree.
+    #[error("{what} names {found}, expected {expected}")]
+    Mismatch {
+        /// Which document.
+        what: &'static str,
+        /// What the host or the other document expects.
+        expected: String,
+        /// What it says.
+        found: String,
+    },
     /// A bad argument to a library call (product name, version, ...).
     #[error("invalid {what}: {reason}")]
     InvalidInput {
@@ -110,6 +263,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Failures worth retrying: transport errors and server-side 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Http { .. } => true,
+            Error::HttpStatus { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

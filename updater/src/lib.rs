@@ -6,11 +6,21 @@
 //! numbers in comments refer to it.
 #![deny(missing_docs)]
 
+pub mod channel;
+pub mod config;
 mod error;
+pub mod extract;
+pub mod failpoint;
+pub mod fetch;
 pub mod manifest;
 pub mod pack;
 pub mod path;
+pub mod repo;
+pub mod run;
+pub mod state;
 pub mod tree;
+pub mod txn;
+pub mod verify;
 
 pub use error::Error;
 

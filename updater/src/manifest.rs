@@ -202,6 +202,43 @@ pub enum Probe {
     },
 }
 
+/// Scripts a release may run during its own update, each a path of a
+/// regular file listed in the manifest (so its digest is signed). Only these
+/// run, with a timeout, a fixed environment and the configured user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scripts {
+    /// Runs from the staged release before `current` is swapped (e.g. a
+    /// database migration). Failure stops the update; nothing was swapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_swap: Option<ArchivePath>,
+    /// Runs after the swap and restart, before the health check. Failure
+    /// rolls the update back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_swap: Option<ArchivePath>,
+    /// Runs from the failed release while rolling back from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_rollback: Option<ArchivePath>,
+}
+
+impl Scripts {
+    /// True when no script is named.
+    pub fn is_empty(&self) -> bool {
+        self.pre_swap.is_none() && self.post_swap.is_none() && self.on_rollback.is_none()
+    }
+
+    /// The named scripts with their stage names.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, &ArchivePath)> {
+        [
+            ("pre_swap", self.pre_swap.as_ref()),
+            ("post_swap", self.post_swap.as_ref()),
+            ("on_rollback", self.on_rollback.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.map(|p| (n, p)))
+    }
+}
+
 /// The manifest payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +266,9 @@ pub struct Manifest {
     /// How to tell the new release works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Update scripts shipped in the release (paths of files it lists).
+    #[serde(default, skip_serializing_if = "Scripts::is_empty")]
+    pub scripts: Scripts,
     /// Every entry of the tree, sorted by path.
     pub files: Vec<Entry>,
 }
@@ -357,6 +397,18 @@ impl Manifest {
         }
         // Sorted order puts every parent before its children (a prefix sorts
         // first), so one pass sees each directory before its contents.
+        for (stage, script) in self.scripts.named() {
+            let listed = self
+                .files
+                .binary_search_by(|e| e.path().cmp(script))
+                .ok()
+                .map(|i| &self.files[i]);
+            if !matches!(listed, Some(Entry::File { .. })) {
+                return bad(format!(
+                    "{stage} script `{script}` is not a regular file listed in the manifest"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -420,8 +472,7 @@ impl VerifiedManifest {
         let now = clock.now();
         if now >= manifest.expires {
             return Err(Error::Expired {
-                product: manifest.product.clone(),
-                version: manifest.version.to_string(),
+                what: format!("manifest for {} {}", manifest.product, manifest.version),
                 expires: manifest.expires,
                 now,
             });

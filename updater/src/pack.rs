@@ -47,6 +47,8 @@ pub struct CreateOptions {
     pub expires: Timestamp,
     /// Marks a security-fix-only release.
     pub security_fix: bool,
+    /// Update scripts (paths inside the tree).
+    pub scripts: crate::manifest::Scripts,
 }
 
 /// What `create` wrote.
@@ -224,11 +226,17 @@ pub fn create(
         preserve: opts.preserve.clone(),
         config: opts.config.clone(),
         health_check: opts.health_check.clone(),
+        scripts: opts.scripts.clone(),
         files: entries,
     };
     manifest.validate(limits)?;
     let envelope = Envelope::new_unsigned(PAYLOAD_MANIFEST, manifest.to_payload()).to_json();
 
+    use std::os::unix::fs::PermissionsExt;
+    tmp_artifact
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io("chmod", tmp_artifact.path(), e))?;
     tmp_artifact
         .persist_noclobber(&artifact_path)
         .map_err(|e| Error::io("rename into place", &artifact_path, e.error))?;
@@ -252,7 +260,12 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".charter-tmp-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    use std::os::unix::fs::PermissionsExt;
     tmp.write_all(bytes)
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+        })
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| Error::io("write", path, e))?;
     tmp.persist_noclobber(path)

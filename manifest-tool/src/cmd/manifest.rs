@@ -6,9 +6,10 @@ use charter_keys::root::VerifiedRoot;
 use charter_keys::secret::Signer;
 use charter_keys::{Limits as KeyLimits, SystemClock};
 use charter_updater::manifest::{
-    ArtifactFormat, Entry, HealthCheck, Manifest, Probe, VerifiedManifest, compile_globs,
+    ArtifactFormat, Entry, HealthCheck, Manifest, Probe, Scripts, VerifiedManifest, compile_globs,
 };
 use charter_updater::pack::{self, CreateOptions};
+use charter_updater::path::ArchivePath;
 use charter_updater::{Limits, tree};
 use jiff::Timestamp;
 use serde_json::json;
@@ -81,6 +82,11 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<()> {
         released_at,
         expires,
         security_fix: a.security_fix,
+        scripts: Scripts {
+            pre_swap: script_path(a.pre_swap_script.as_deref())?,
+            post_swap: script_path(a.post_swap_script.as_deref())?,
+            on_rollback: script_path(a.rollback_script.as_deref())?,
+        },
     };
     let bar = progress_bar(0, "packing");
     let created = pack::create(&opts, &Limits::default(), &|n| bar.inc(n))?;
@@ -131,6 +137,11 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<()> {
         );
         Ok(())
     }
+}
+
+fn script_path(p: Option<&str>) -> Result<Option<ArchivePath>> {
+    p.map(|p| ArchivePath::new(p, 4096).with_context(|| format!("script path `{p}`")))
+        .transpose()
 }
 
 fn read_envelope_file(path: &Path) -> Result<Vec<u8>> {

@@ -6,8 +6,10 @@ use crate::cli::{Cli, Command};
 use crate::util::PassphraseSource;
 
 mod blob;
+mod channel;
 mod key;
 mod manifest;
+mod repo;
 mod root;
 
 /// What every subcommand gets besides its own arguments.
@@ -27,6 +29,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(c) => key::run(&ctx, c),
         Command::Root(c) => root::run(&ctx, c),
         Command::Manifest(c) => manifest::run(&ctx, c),
+        Command::Channel(c) => channel::run(&ctx, c),
+        Command::Repo(c) => repo::run(&ctx, c),
         Command::HashTree(a) => manifest::hash_tree(&ctx, a),
         Command::SignBlob(a) => blob::sign(&ctx, a),
         Command::VerifyBlob(a) => blob::verify(&ctx, a),

@@ -1,0 +1,242 @@
+//! The host configuration, `/etc/charter/charter.toml` by default
+//! (`--config` or `CHARTER_CONFIG` point elsewhere). See docs/CONFIG.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::{HealthCheck, compile_globs, validate_product};
+use crate::{Error, Result};
+
+/// Default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/charter/charter.toml";
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The whole config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Product this host runs.
+    pub product: String,
+    /// Channel it follows (default `stable`).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Where releases come from.
+    pub repository: Repository,
+    /// Where things live on the host.
+    pub paths: Paths,
+    /// How to restart the product.
+    #[serde(default)]
+    pub service: Service,
+    /// Health check override (otherwise the manifest's).
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    /// Update behaviour.
+    #[serde(default)]
+    pub update: Update,
+}
+
+/// The release repository.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repository {
+    /// Base URL: `https://...`, `http://...` or `file:///...`.
+    pub url: String,
+    /// PEM file of CA certificates to trust instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Turns TLS certificate verification off. Loud: logged at every run.
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    /// Seconds a connection or a read may stall before it is retried.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u32,
+    /// Retries of a failed request (with exponential backoff).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+/// Paths on the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// `releases/<version>/` and the `current` symlink live here.
+    pub install_root: PathBuf,
+    /// Ratchet, journal, history, installed manifests, lock.
+    pub state_dir: PathBuf,
+    /// The trust root shipped with the package (version 1 or later).
+    pub trust_root: PathBuf,
+}
+
+/// The product's service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Command that (re)starts the product (argv, no shell), run after
+    /// every swap. None: nothing is restarted.
+    #[serde(default)]
+    pub restart: Option<Vec<String>>,
+    /// Seconds the restart command may take.
+    #[serde(default = "default_restart_timeout")]
+    pub restart_timeout_secs: u32,
+    /// User update scripts run as (root when absent).
+    #[serde(default)]
+    pub scripts_user: Option<String>,
+    /// Seconds an update script may take.
+    #[serde(default = "default_script_timeout")]
+    pub script_timeout_secs: u32,
+}
+
+/// Update behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// Installed releases kept on disk (current and previous always are).
+    #[serde(default = "default_keep")]
+    pub keep_releases: usize,
+    /// Extra globs of paths carried over from the running release.
+    #[serde(default)]
+    pub preserve: Vec<String>,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            keep_releases: default_keep(),
+            preserve: Vec::new(),
+        }
+    }
+}
+
+fn default_channel() -> String {
+    "stable".into()
+}
+fn default_timeout() -> u32 {
+    30
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_restart_timeout() -> u32 {
+    120
+}
+fn default_script_timeout() -> u32 {
+    600
+}
+fn default_keep() -> usize {
+    3
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = charter_keys::fsutil::read_capped(path, MAX_CONFIG_BYTES, "a config file")?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
+            path: path.to_owned(),
+            reason: "not UTF-8".into(),
+        })?;
+        Self::parse(text, path)
+    }
+
+    /// Parses and validates config text; `path` is for messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: e.to_string().trim_end().to_owned(),
+        })?;
+        let bad = |reason: String| Error::Config {
+            path: path.to_owned(),
+            reason,
+        };
+        validate_product(&cfg.product).map_err(|e| bad(e.to_string()))?;
+        validate_product(&cfg.channel)
+            .map_err(|_| bad(format!("invalid channel `{}`", cfg.channel)))?;
+        let url = &cfg.repository.url;
+        if !(url.starts_with("https://")
+            || url.starts_with("http://")
+            || url.starts_with("file:///"))
+        {
+            return Err(bad(format!(
+                "repository.url `{url}` must start with https://, http:// or file:///"
+            )));
+        }
+        for (name, p) in [
+            ("paths.install_root", &cfg.paths.install_root),
+            ("paths.state_dir", &cfg.paths.state_dir),
+            ("paths.trust_root", &cfg.paths.trust_root),
+        ] {
+            if !p.is_absolute() {
+                return Err(bad(format!(
+                    "{name} `{}` must be an absolute path",
+                    p.display()
+                )));
+            }
+        }
+        if cfg.paths.state_dir.starts_with(&cfg.paths.install_root) {
+            return Err(bad(
+                "paths.state_dir must not be inside paths.install_root".into()
+            ));
+        }
+        if let Some(r) = &cfg.service.restart
+            && r.is_empty()
+        {
+            return Err(bad("service.restart is an empty command".into()));
+        }
+        if cfg.update.keep_releases < 2 {
+            return Err(bad(
+                "update.keep_releases must be at least 2 (current and previous)".into(),
+            ));
+        }
+        compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// The config path from `--config`, then CHARTER_CONFIG, then the default.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_owned)
+            .or_else(|| std::env::var_os("CHARTER_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+product = "panel"
+[repository]
+url = "http://127.0.0.1:8000/"
+[paths]
+install_root = "/opt/panel"
+state_dir = "/var/lib/charter/state"
+trust_root = "/etc/charter/trust/root.json"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(c.channel, "stable");
+        assert_eq!(c.update.keep_releases, 3);
+        assert_eq!(c.repository.retries, 5);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = Config::parse(&GOOD.replace("http://", "ftp://"), Path::new("c.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("c.toml") && e.to_string().contains("repository.url"),
+            "{e}"
+        );
+        let e = Config::parse(&format!("{GOOD}\nbogus = 1\n"), Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("\"/opt/panel\"", "\"opt\""),
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("paths.install_root"), "{e}");
+    }
+}

@@ -1,0 +1,392 @@
+//! Safe, streaming extraction of a release artifact into a staging
+//! directory, every entry checked against the signed manifest as it arrives
+//! (docs/SPEC.md §11.3).
+//!
+//! Nothing outside the staging directory is touched. The artifact's digest
+//! is only known at the end of the stream, so the caller renames the staging
+//! directory into place only after [`extract`] returned `Ok`, which it does
+//! only when the whole artifact matched its signed digest and size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{ArtifactFormat, Entry, Manifest, Sha256Digest};
+use crate::path::ArchivePath;
+use crate::{Error, Limits, Result};
+
+/// What was staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    /// Regular files written.
+    pub files: usize,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Hashes and counts the compressed bytes as the decompressor pulls them.
+struct Tap<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Fails once more than `max` decompressed bytes were read: the signed
+/// manifest bounds how large the tar stream can be, so a decompression bomb
+/// stops there.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    max: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut one = [0u8; 1];
+            return match self.inner.read(&mut one)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(BoundExceeded(self.max))),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct BoundExceeded(u64);
+impl std::fmt::Display for BoundExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "decompressed data exceeds the {} bytes the manifest allows",
+            self.0
+        )
+    }
+}
+impl std::error::Error for BoundExceeded {}
+
+/// The largest tar stream a manifest can justify: headers, long-name
+/// records, content rounded to blocks, end-of-archive and record padding.
+pub fn tar_bound(manifest: &Manifest) -> u64 {
+    let round = |n: u64| n.div_ceil(512) * 512;
+    let mut total: u64 = 20 * 512 + 10_240;
+    for e in &manifest.files {
+        let name = e.path().as_str().len() as u64;
+        let (size, link) = match e {
+            Entry::File { size, .. } => (*size, 0),
+            Entry::Symlink { target, .. } => (0, target.len() as u64),
+            Entry::Dir { .. } => (0, 0),
+        };
+        total = total
+            .saturating_add(3 * 512)
+            .saturating_add(round(name + 1))
+            .saturating_add(round(link + 1))
+            .saturating_add(round(size));
+    }
+    total
+}
+
+/// Extracts `artifact` (the raw, compressed bytes) into `staging`, which
+/// must not exist yet. Checks, in order, for every tar entry:
+///
+/// 1. its path is a valid [`ArchivePath`] (no absolute path, no `..`);
+/// 2. the manifest lists it, with the same type, and it was not seen before;
+/// 3. it is a file, directory or symlink (hard links, devices, FIFOs refused);
+/// 4. its mode equals the manifest's (so setuid only where signed);
+/// 5. a file's size and SHA-256 equal the manifest's; a symlink's target too;
+/// 6. its parent directory was extracted before it;
+///
+/// then that every manifest entry was present, that the decompressed stream
+/// stayed within [`tar_bound`], and that the whole artifact's SHA-256 and
+/// size equal the manifest's. Files are created with `O_EXCL|O_NOFOLLOW`.
+/// On error, the caller removes `staging`.
+pub fn extract(
+    artifact: &mut dyn Read,
+    manifest: &Manifest,
+    staging: &Path,
+    limits: &Limits,
+) -> Result<Staged> {
+    let expected: BTreeMap<&str, &Entry> = manifest.entries_by_path();
+    DirBuilder::new()
+        .mode(0o700)
+        .create(staging)
+        .map_err(|e| Error::io("create", staging, e))?;
+
+    let mut tap = Tap {
+        inner: artifact,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let max = tar_bound(manifest);
+    let staged = {
+        let decoder: Box<dyn Read + '_> = match manifest.artifact.format {
+            ArtifactFormat::TarZst => Box::new(
+                zstd::stream::read::Decoder::new(&mut tap)
+                    .map_err(|e| Error::io("start zstd for", staging, e))?,
+            ),
+            ArtifactFormat::TarGz => Box::new(flate2::read::GzDecoder::new(&mut tap)),
+        };
+        let mut bounded = Bounded {
+            inner: decoder,
+            left: max,
+            max,
+        };
+        let staged = unpack(&mut bounded, &expected, staging, limits)?;
+        // Read what follows the end-of-archive blocks, so the compressed
+        // frame is complete (and its own checksum checked).
+        io::copy(&mut bounded, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
+        staged
+    };
+    // Any raw bytes after the compressed frame still count toward the digest.
+    io::copy(&mut tap, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
+    let digest = Sha256Digest(tap.hasher.finalize().into());
+    let artifact = &manifest.artifact;
+    if tap.count != artifact.size {
+        return Err(Error::SizeMismatch {
+            what: format!("artifact {}", artifact.name),
+            expected: artifact.size,
+            found: tap.count,
+        });
+    }
+    if digest != artifact.sha256 {
+        return Err(Error::DigestMismatch {
+            what: format!("artifact {}", artifact.name),
+            expected: artifact.sha256.to_string(),
+            found: digest.to_string(),
+        });
+    }
+    Ok(staged)
+}
+
+fn stream_error(staging: &Path, e: io::Error) -> Error {
+    // Errors from the download (size caps, HTTP) travel inside io::Error.
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => match other.downcast::<BoundExceeded>() {
+                Ok(b) => Error::DecompressionBomb { max: b.0 },
+                Err(other) => Error::Corrupt {
+                    path: staging.to_owned(),
+                    reason: other.to_string(),
+                },
+            },
+        },
+        None => Error::Corrupt {
+            path: staging.to_owned(),
+            reason: "the artifact stream ended or failed".into(),
+        },
+    }
+}
+
+fn unpack(
+    stream: &mut dyn Read,
+    expected: &BTreeMap<&str, &Entry>,
+    staging: &Path,
+    limits: &Limits,
+) -> Result<Staged> {
+    let mut archive = tar::Archive::new(stream);
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut dirs: Vec<(String, u32)> = Vec::new();
+    let mut dir_set: BTreeSet<String> = BTreeSet::new();
+    let mut staged = Staged { files: 0, bytes: 0 };
+    let mut buf = vec![0u8; 256 << 10];
+    let entries = archive.entries().map_err(|e| stream_error(staging, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| stream_error(staging, e))?;
+        let raw = entry.path_bytes().into_owned();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let kind = entry.header().entry_type();
+        // 1. A valid path (directories may carry one trailing slash).
+        let trimmed = if kind.is_dir() {
+            text.strip_suffix('/').unwrap_or(&text)
+        } else {
+            &text
+        };
+        if std::str::from_utf8(&raw).is_err() {
+            return Err(Error::UnsafePath {
+                path: text,
+                reason: "not valid UTF-8",
+            });
+        }
+        let path = ArchivePath::new(trimmed, limits.max_path_bytes)?;
+        // 3. Only files, directories and symlinks.
+        let forbidden = match kind {
+            tar::EntryType::Link => Some("hard link"),
+            tar::EntryType::Char => Some("character device"),
+            tar::EntryType::Block => Some("block device"),
+            tar::EntryType::Fifo => Some("FIFO"),
+            tar::EntryType::GNUSparse => Some("sparse file"),
+            tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::Directory
+            | tar::EntryType::Symlink => None,
+            _ => Some("entry of an unsupported type"),
+        };
+        if let Some(what) = forbidden {
+            return Err(Error::ForbiddenEntry {
+                path: path.to_string(),
+                kind: what,
+            });
+        }
+        // 2. Listed, once.
+        let Some(want) = expected.get(path.as_str()) else {
+            return Err(Error::UnexpectedEntry {
+                path: path.to_string(),
+            });
+        };
+        if !seen.insert(path.as_str().to_owned()) {
+            return Err(Error::EntryMismatch {
+                path: path.to_string(),
+                reason: "appears twice in the archive".into(),
+            });
+        }
+        // 6. Parent first.
+        if let Some(parent) = path.parent()
+            && !dir_set.contains(parent)
+        {
+            return Err(Error::EntryMismatch {
+                path: path.to_string(),
+                reason: format!("comes before its directory `{parent}`"),
+            });
+        }
+        let mode = entry
+            .header()
+            .mode()
+            .map_err(|e| stream_error(staging, e))?
+            & 0o7777;
+        let mismatch = |reason: String| Error::EntryMismatch {
+            path: path.to_string(),
+            reason,
+        };
+        let dest = staging.join(path.as_str());
+        match (kind, want) {
+            (tar::EntryType::Directory, Entry::Dir { mode: m, .. }) => {
+                if mode != *m {
+                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
+                }
+                DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dest)
+                    .map_err(|e| Error::io("create", &dest, e))?;
+                dirs.push((path.as_str().to_owned(), *m));
+                dir_set.insert(path.as_str().to_owned());
+            }
+            (
+                tar::EntryType::Regular | tar::EntryType::Continuous,
+                Entry::File {
+                    mode: m,
+                    size,
+                    sha256,
+                    ..
+                },
+            ) => {
+                if mode != *m {
+                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
+                }
+                let declared = entry
+                    .header()
+                    .size()
+                    .map_err(|e| stream_error(staging, e))?;
+                if declared != *size {
+                    return Err(mismatch(format!("{declared} bytes, manifest says {size}")));
+                }
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&dest)
+                    .map_err(|e| Error::io("create", &dest, e))?;
+                let mut h = Sha256::new();
+                let mut written = 0u64;
+                loop {
+                    let n = entry.read(&mut buf).map_err(|e| stream_error(staging, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    file.write_all(&buf[..n])
+                        .map_err(|e| Error::io("write", &dest, e))?;
+                    written += n as u64;
+                }
+                if written != *size {
+                    return Err(mismatch(format!(
+                        "{written} bytes arrived, manifest says {size}"
+                    )));
+                }
+                let got = Sha256Digest(h.finalize().into());
+                if got != *sha256 {
+                    return Err(Error::DigestMismatch {
+                        what: format!("file {path}"),
+                        expected: sha256.to_string(),
+                        found: got.to_string(),
+                    });
+                }
+                file.set_permissions(std::fs::Permissions::from_mode(*m))
+                    .map_err(|e| Error::io("chmod", &dest, e))?;
+                staged.files += 1;
+                staged.bytes += written;
+                if staged.files == 1 {
+                    crate::failpoint::hit("apply:mid-extract");
+                }
+            }
+            (tar::EntryType::Symlink, Entry::Symlink { target, .. }) => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                if link != *target {
+                    return Err(mismatch(format!(
+                        "links to `{link}`, manifest says `{target}`"
+                    )));
+                }
+                std::os::unix::fs::symlink(target, &dest)
+                    .map_err(|e| Error::io("create symlink", &dest, e))?;
+            }
+            (_, want) => {
+                let want = match want {
+                    Entry::Dir { .. } => "directory",
+                    Entry::File { .. } => "regular file",
+                    Entry::Symlink { .. } => "symlink",
+                };
+                return Err(mismatch(format!(
+                    "is a {kind:?} in the archive, the manifest says {want}"
+                )));
+            }
+        }
+    }
+    if let Some(missing) = expected.keys().find(|p| !seen.contains(**p)) {
+        return Err(Error::MissingEntry {
+            path: (*missing).to_owned(),
+        });
+    }
+    // Directory modes last (deepest first), so a read-only directory did
+    // not block writing into it.
+    for (path, mode) in dirs.iter().rev() {
+        let p = staging.join(path);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| Error::io("chmod", &p, e))?;
+    }
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("chmod", staging, e))?;
+    Ok(staged)
+}

@@ -1,0 +1,40 @@
+//! Crash injection for tests. With the `failpoints` feature,
+//! `CHARTER_FAILPOINT=<name>` makes the process abort (no destructors, no
+//! flushing: as close to `kill -9` as a process can do to itself) when it
+//! reaches the named point. Without the feature this compiles to nothing.
+
+/// Aborts the process when `CHARTER_FAILPOINT` names this point.
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &str) {
+    if std::env::var("CHARTER_FAILPOINT").as_deref() == Ok(name) {
+        eprintln!("charter-update: failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// No-op without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}
+
+/// Every failpoint, in the order a transaction reaches them (tests iterate
+/// over this list).
+pub const ALL: &[&str] = &[
+    "apply:after-begin",
+    "apply:mid-extract",
+    "apply:after-extract",
+    "apply:after-stage-rename",
+    "apply:after-staged",
+    "apply:after-pre-swap",
+    "apply:after-swap",
+    "apply:after-swapped",
+    "apply:after-restart",
+    "apply:after-post-swap",
+    "apply:after-healthy",
+    "apply:after-commit-state",
+    "rollback:after-begin",
+    "rollback:after-swap",
+    "rollback:after-swapped",
+    "rollback:after-restart",
+    "rollback:after-state",
+];

@@ -1,0 +1,503 @@
+//! Fetching from a release repository over HTTP(S) or `file://`.
+//!
+//! Every fetch is capped by a size the caller knows from signed metadata
+//! (or a fixed bound for metadata itself). Artifact downloads stream, resume
+//! with HTTP Range after a dropped connection, retry with exponential
+//! backoff, and refuse a single byte beyond the signed size (docs/SPEC.md
+//! §11.2).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::Repository;
+use crate::{Error, Result};
+
+/// What a conditional GET remembers about a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validator {
+    /// The ETag the server sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The Last-Modified the server sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// When the document was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<jiff::Timestamp>,
+}
+
+impl Validator {
+    /// Whether a conditional request may rely on this validator. Servers
+    /// derive validators from the file's mtime in whole seconds (and nginx's
+    /// ETag from mtime and size), so a document fetched in the same second
+    /// it was written could be replaced within that second without its
+    /// validator changing: the host would then be told "not modified"
+    /// until the next publication. Such validators are not used.
+    pub fn usable(&self) -> bool {
+        let Some(fetched) = self.fetched_at else {
+            return false;
+        };
+        match self.last_modified.as_deref().and_then(parse_http_date) {
+            Some(lm) => fetched.as_second() - lm.as_second() >= 2,
+            None => self.etag.is_some() && self.last_modified.is_none(),
+        }
+    }
+}
+
+/// Parses an HTTP date (IMF-fixdate, as servers send in Last-Modified).
+fn parse_http_date(s: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(s).ok().map(|z| z.timestamp())
+}
+
+/// The answer to a (conditional) GET.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the cached copy is current.
+    NotModified,
+    /// The document, with what to send next time.
+    Body(Vec<u8>, Validator),
+}
+
+enum Base {
+    Http { base: String, agent: ureq::Agent },
+    File(PathBuf),
+}
+
+/// A client for one repository.
+pub struct Fetcher {
+    base: Base,
+    retries: u32,
+    /// First backoff delay; doubles each retry, capped at 8 s.
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&match &self.base {
+            Base::Http { base, .. } => format!("Fetcher({base})"),
+            Base::File(p) => format!("Fetcher({})", p.display()),
+        })
+    }
+}
+
+impl Fetcher {
+    /// A client for `repo`. TLS is verified against the built-in roots, or
+    /// only against `ca_file` when given; `insecure_skip_tls_verify` turns
+    /// verification off and is reported by the caller on every run.
+    pub fn new(repo: &Repository) -> Result<Self> {
+        let retries = repo.retries;
+        let backoff = Duration::from_millis(200);
+        if let Some(path) = repo.url.strip_prefix("file://") {
+            return Ok(Fetcher {
+                base: Base::File(PathBuf::from(path)),
+                retries,
+                backoff,
+            });
+        }
+        let timeout = Duration::from_secs(u64::from(repo.timeout_secs.max(1)));
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &repo.ca_file {
+            let pem = charter_keys::fsutil::read_capped(ca, 4 << 20, "a CA bundle")?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Config {
+                    path: ca.clone(),
+                    reason: format!("not a PEM certificate bundle: {e}"),
+                })?;
+            if certs.is_empty() {
+                return Err(Error::Config {
+                    path: ca.clone(),
+                    reason: "holds no certificate".into(),
+                });
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        if repo.insecure_skip_tls_verify {
+            tls = tls.disable_verification(true);
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .accept_encoding("identity")
+            .user_agent(concat!("charter-update/", env!("CARGO_PKG_VERSION")))
+            .max_redirects(5)
+            .tls_config(tls.build())
+            .build()
+            .new_agent();
+        let mut base = repo.url.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Ok(Fetcher {
+            base: Base::Http { base, agent },
+            retries,
+            backoff,
+        })
+    }
+
+    /// Sets the first backoff delay (tests use a few milliseconds).
+    pub fn with_backoff(mut self, first: Duration) -> Self {
+        self.backoff = first;
+        self
+    }
+
+    /// The URL (or file path) of a repository path, for messages.
+    pub fn url_of(&self, rel: &str) -> String {
+        match &self.base {
+            Base::Http { base, .. } => format!("{base}{rel}"),
+            Base::File(p) => format!("file://{}", p.join(rel).display()),
+        }
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        (self.backoff * 2u32.saturating_pow(attempt)).min(Duration::from_secs(8))
+    }
+
+    /// GETs a small document of at most `max` bytes, conditionally when a
+    /// validator is given. A missing document is [`Error::NotFound`].
+    pub fn get(&self, rel: &str, max: u64, cached: Option<&Validator>) -> Result<Fetched> {
+        let url = self.url_of(rel);
+        match &self.base {
+            Base::File(root) => {
+                let path = root.join(rel);
+                if !path.is_file() {
+                    return Err(Error::NotFound { url });
+                }
+                let bytes = charter_keys::fsutil::read_capped(&path, max, "a repository document")
+                    .map_err(|e| match e {
+                        charter_keys::Error::FileTooLarge { size, .. } => Error::TooLarge {
+                            url: url.clone(),
+                            max,
+                            found: Some(size),
+                        },
+                        other => Error::Keys(other),
+                    })?;
+                Ok(Fetched::Body(bytes, Validator::default()))
+            }
+            Base::Http { agent, .. } => {
+                let mut attempt = 0;
+                loop {
+                    match self.get_http_once(agent, &url, max, cached) {
+                        Err(e) if e.is_transient() && attempt < self.retries => {
+                            std::thread::sleep(self.delay(attempt));
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    fn get_http_once(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        max: u64,
+        cached: Option<&Validator>,
+    ) -> Result<Fetched> {
+        let mut req = agent.get(url);
+        let cached = cached.filter(|v| v.usable());
+        if let Some(v) = cached {
+            if let Some(etag) = &v.etag {
+                req = req.header("If-None-Match", etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                req = req.header("If-Modified-Since", lm);
+            }
+        }
+        let resp = req.call().map_err(|e| http_error(url, e))?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => {}
+            304 if cached.is_some() => return Ok(Fetched::NotModified),
+            404 | 410 => return Err(Error::NotFound { url: url.into() }),
+            _ => {
+                return Err(Error::HttpStatus {
+                    url: url.into(),
+                    status,
+                });
+            }
+        }
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validator = Validator {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+            fetched_at: Some(jiff::Timestamp::now()),
+        };
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok())
+            && len > max
+        {
+            return Err(Error::TooLarge {
+                url: url.into(),
+                max,
+                found: Some(len),
+            });
+        }
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_with_config()
+            .limit(max.saturating_add(1))
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Http {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
+        if bytes.len() as u64 > max {
+            return Err(Error::TooLarge {
+                url: url.into(),
+                max,
+                found: None,
+            });
+        }
+        Ok(Fetched::Body(bytes, validator))
+    }
+
+    /// GETs a small document, answering `None` when it does not exist
+    /// (the next root in a rotation chain).
+    pub fn get_optional(&self, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        match self.get(rel, max, None) {
+            Ok(Fetched::Body(b, _)) => Ok(Some(b)),
+            Ok(Fetched::NotModified) => Ok(None),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens a stream of exactly `size` bytes of `rel`. The stream resumes
+    /// after dropped connections and stalls (HTTP Range from the offset
+    /// reached), retrying with backoff, and fails with [`Error::TooLarge`]
+    /// if the server has more than `size` bytes to give.
+    pub fn stream(&self, rel: &str, size: u64) -> Result<Box<dyn Read + Send + '_>> {
+        let url = self.url_of(rel);
+        match &self.base {
+            Base::File(root) => {
+                let path = root.join(rel);
+                let file = std::fs::File::open(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Error::NotFound { url: url.clone() }
+                    } else {
+                        Error::io("read", &path, e)
+                    }
+                })?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &path, e))?
+                    .len();
+                if len != size {
+                    return Err(Error::SizeMismatch {
+                        what: url,
+                        expected: size,
+                        found: len,
+                    });
+                }
+                Ok(Box::new(file.take(size)))
+            }
+            Base::Http { agent, .. } => Ok(Box::new(ResumingReader {
+                fetcher: self,
+                agent,
+                url,
+                size,
+                offset: 0,
+                body: None,
+                failures: 0,
+            })),
+        }
+    }
+}
+
+fn http_error(url: &str, e: ureq::Error) -> Error {
+    Error::Http {
+        url: url.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// A reader over an HTTP body that reconnects from where it stopped.
+struct ResumingReader<'a> {
+    fetcher: &'a Fetcher,
+    agent: &'a ureq::Agent,
+    url: String,
+    size: u64,
+    offset: u64,
+    body: Option<Box<dyn Read + Send>>,
+    failures: u32,
+}
+
+impl ResumingReader<'_> {
+    fn open(&mut self) -> Result<Box<dyn Read + Send>> {
+        let mut req = self.agent.get(&self.url);
+        if self.offset > 0 {
+            req = req.header("Range", format!("bytes={}-", self.offset));
+        }
+        let resp = req.call().map_err(|e| http_error(&self.url, e))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let remaining = self.size - self.offset;
+        let mut skip = 0;
+        match status {
+            206 if self.offset > 0 => {
+                let range = header("content-range").unwrap_or_default();
+                let expect = format!("bytes {}-", self.offset);
+                let total_ok = range
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|t| t == "*" || t.parse::<u64>().ok() == Some(self.size));
+                if !range.starts_with(&expect) || !total_ok {
+                    return Err(Error::Http {
+                        url: self.url.clone(),
+                        reason: format!(
+                            "asked for bytes {}-, server sent range `{range}`",
+                            self.offset
+                        ),
+                    });
+                }
+            }
+            200 => skip = self.offset,
+            404 | 410 => {
+                return Err(Error::NotFound {
+                    url: self.url.clone(),
+                });
+            }
+            _ => {
+                return Err(Error::HttpStatus {
+                    url: self.url.clone(),
+                    status,
+                });
+            }
+        }
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+            let expected = remaining + skip;
+            if len > expected {
+                return Err(Error::TooLarge {
+                    url: self.url.clone(),
+                    max: expected,
+                    found: Some(len),
+                });
+            }
+            if len < expected {
+                return Err(Error::SizeMismatch {
+                    what: format!("{} (Content-Length)", self.url),
+                    expected,
+                    found: len,
+                });
+            }
+        }
+        let mut body: Box<dyn Read + Send> =
+            Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader());
+        if skip > 0 {
+            // The server ignored Range: discard what we already have.
+            let copied =
+                std::io::copy(&mut (&mut body).take(skip), &mut std::io::sink()).map_err(|e| {
+                    Error::Http {
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            if copied != skip {
+                return Err(Error::Http {
+                    url: self.url.clone(),
+                    reason: "connection closed while skipping to the resume offset".into(),
+                });
+            }
+        }
+        Ok(body)
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            if self.offset == self.size {
+                // Exactly the signed size arrived; anything more is refused.
+                if let Some(body) = self.body.as_mut() {
+                    let mut one = [0u8; 1];
+                    if let Ok(n) = body.read(&mut one)
+                        && n > 0
+                    {
+                        return Err(Error::TooLarge {
+                            url: self.url.clone(),
+                            max: self.size,
+                            found: None,
+                        });
+                    }
+                }
+                self.body = None;
+                return Ok(0);
+            }
+            if self.body.is_none() {
+                match self.open() {
+                    Ok(b) => self.body = Some(b),
+                    Err(e) if e.is_transient() && self.failures < self.fetcher.retries => {
+                        self.backoff();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let want = buf
+                .len()
+                .min(usize::try_from(self.size - self.offset).unwrap_or(usize::MAX));
+            let Some(body) = self.body.as_mut() else {
+                continue;
+            };
+            match body.read(&mut buf[..want]) {
+                Ok(0) | Err(_) if self.failures < self.fetcher.retries => {
+                    // Dropped or stalled: reconnect from the offset reached.
+                    self.body = None;
+                    self.backoff();
+                }
+                Ok(0) => {
+                    return Err(Error::Http {
+                        url: self.url.clone(),
+                        reason: format!(
+                            "connection closed at byte {} of {} after {} retries",
+                            self.offset, self.size, self.failures
+                        ),
+                    });
+                }
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    return Err(Error::Http {
+                        url: self.url.clone(),
+                        reason: format!(
+                            "{e} at byte {} of {} after {} retries",
+                            self.offset, self.size, self.failures
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    fn backoff(&mut self) {
+        std::thread::sleep(self.fetcher.delay(self.failures));
+        self.failures += 1;
+    }
+}
+
+impl Read for ResumingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read_inner(buf).map_err(std::io::Error::other)
+    }
+}

@@ -1,0 +1,294 @@
+//! The host's update state under `paths.state_dir` (docs/SPEC.md §11.1):
+//!
+//! ```text
+//! lock                  flock(2): one charter-update at a time
+//! state.json            ratchet, current/previous version, bad versions
+//! journal.json          the transaction in progress, if any
+//! history.jsonl         one JSON line per finished transaction
+//! root.json             the newest trust root accepted
+//! channel.json          last verified channel pointer + its HTTP validator
+//! manifests/<v>.json    signed manifest of each installed release
+//! ```
+//!
+//! Every file is replaced atomically (temp file, fsync, rename, fsync dir).
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::Validator;
+use crate::{Error, Result};
+
+/// Largest state file read (they are small; this only bounds damage).
+const MAX_STATE_BYTES: u64 = 16 << 20;
+
+/// What is installed and what may be installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostState {
+    /// Highest version ever committed: lower ones are refused (rollback
+    /// attacks) unless a signed pointer allows a downgrade.
+    #[serde(default)]
+    pub ratchet: Option<Version>,
+    /// The release `current` points at.
+    #[serde(default)]
+    pub current: Option<Version>,
+    /// The release before it (what `rollback` returns to).
+    #[serde(default)]
+    pub previous: Option<Version>,
+    /// Versions that failed their health check: never applied again
+    /// automatically.
+    #[serde(default)]
+    pub bad: BTreeSet<Version>,
+    /// When the repository was last checked.
+    #[serde(default)]
+    pub last_check: Option<Timestamp>,
+}
+
+/// The last verified channel pointer, for conditional GETs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelCache {
+    /// The pointer envelope bytes (re-verified on every use).
+    pub envelope: String,
+    /// What the server said about it.
+    pub validator: Validator,
+}
+
+/// Which transaction is in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Installing `to` over `from`.
+    Apply,
+    /// Returning from `from` (failed or unwanted) to `to`.
+    Rollback,
+}
+
+/// Steps of a transaction, in order. Each is written to the journal before
+/// the action it names is taken... except `Begin`, written first of all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Nothing outside the staging directory touched yet.
+    Begin,
+    /// `releases/<to>` complete and fsynced; `current` untouched.
+    Staged,
+    /// The pre-swap script ran.
+    PreSwapDone,
+    /// `current` points at `to`.
+    Swapped,
+    /// The service was restarted on `to`.
+    Restarted,
+    /// The post-swap script ran.
+    PostSwapDone,
+    /// The health check passed.
+    Healthy,
+}
+
+/// The journal of the transaction in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    /// Transaction id (start time in ms, for history).
+    pub id: String,
+    /// Apply or rollback.
+    pub op: Op,
+    /// Release running before (None: first install).
+    pub from: Option<Version>,
+    /// Release being installed (or returned to; None: nothing to return to).
+    pub to: Option<Version>,
+    /// Last step reached.
+    pub step: Step,
+    /// Why a rollback happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Mark `from` bad when the rollback completes.
+    #[serde(default)]
+    pub mark_bad: bool,
+    /// When the transaction started.
+    pub started: Timestamp,
+}
+
+/// One finished transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it finished.
+    pub time: Timestamp,
+    /// apply, rollback, recover.
+    pub op: String,
+    /// From.
+    pub from: Option<Version>,
+    /// To.
+    pub to: Option<Version>,
+    /// committed, rolled-back, aborted, failed.
+    pub result: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The state directory, locked for the lifetime of this value.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates the directory if needed (mode 0700) and takes the lock, or
+    /// fails naming the process that holds it.
+    pub fn lock(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("manifests")).map_err(|e| Error::io("create", dir, e))?;
+        let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(Error::Locked {
+                path,
+                holder: holder.trim().to_owned(),
+            });
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            _lock: file,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let path = self.dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = charter_keys::fsutil::read_capped(&path, MAX_STATE_BYTES, "a state file")?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::StateCorrupt {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+        bytes.push(b'\n');
+        charter_keys::fsutil::write_atomic(&self.dir.join(name), &bytes, 0o600)?;
+        Ok(())
+    }
+
+    /// The host state (default when none was written yet).
+    pub fn state(&self) -> Result<HostState> {
+        Ok(self.read_json("state.json")?.unwrap_or_default())
+    }
+
+    /// Replaces the host state.
+    pub fn save_state(&self, s: &HostState) -> Result<()> {
+        self.write_json("state.json", s)
+    }
+
+    /// The transaction in progress.
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        self.read_json("journal.json")
+    }
+
+    /// Records a transaction step (durably, before acting on it).
+    pub fn save_journal(&self, j: &Journal) -> Result<()> {
+        self.write_json("journal.json", j)
+    }
+
+    /// Ends the transaction.
+    pub fn clear_journal(&self) -> Result<()> {
+        let path = self.dir.join("journal.json");
+        match std::fs::remove_file(&path) {
+            Ok(()) => charter_keys::fsutil::sync_dir(&self.dir).map_err(Error::from),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &path, e)),
+        }
+    }
+
+    /// Appends one history line (and fsyncs it).
+    pub fn append_history(&self, h: &HistoryEntry) -> Result<()> {
+        let path = self.dir.join("history.jsonl");
+        let mut line = serde_json::to_vec(h).unwrap_or_default();
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        f.write_all(&line)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("write", &path, e))
+    }
+
+    /// Every history line, oldest first (unparseable lines are skipped).
+    pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        let path = self.dir.join("history.jsonl");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let bytes = charter_keys::fsutil::read_capped(&path, 64 << 20, "a history file")?;
+        Ok(bytes
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect())
+    }
+
+    /// The cached channel pointer.
+    pub fn channel_cache(&self) -> Result<Option<ChannelCache>> {
+        self.read_json("channel.json")
+    }
+
+    /// Replaces the cached channel pointer.
+    pub fn save_channel_cache(&self, c: &ChannelCache) -> Result<()> {
+        self.write_json("channel.json", c)
+    }
+
+    /// Path of the stored manifest of an installed version.
+    pub fn manifest_path(&self, v: &Version) -> PathBuf {
+        self.dir.join("manifests").join(format!("{v}.json"))
+    }
+
+    /// Stores the signed manifest of a release being installed.
+    pub fn save_manifest(&self, v: &Version, envelope: &[u8]) -> Result<()> {
+        charter_keys::fsutil::write_atomic(&self.manifest_path(v), envelope, 0o644)?;
+        Ok(())
+    }
+
+    /// The stored manifest envelope of a version.
+    pub fn manifest(&self, v: &Version) -> Result<Vec<u8>> {
+        Ok(charter_keys::fsutil::read_capped(
+            &self.manifest_path(v),
+            charter_keys::Limits::default().max_envelope_bytes,
+            "a stored manifest",
+        )?)
+    }
+
+    /// Path of the newest accepted trust root.
+    pub fn root_path(&self) -> PathBuf {
+        self.dir.join("root.json")
+    }
+}

@@ -1,0 +1,1164 @@
+//! The update transaction (docs/SPEC.md §11): check, fetch, verify, stage,
+//! swap, restart, health-check, commit or roll back, each step journaled
+//! before it is taken, and recovery of an interrupted transaction on start.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use charter_keys::Clock;
+use charter_keys::root::VerifiedRoot;
+use jiff::Timestamp;
+use semver::Version;
+use serde::Serialize;
+
+use crate::channel::{ChannelPointer, VerifiedChannel};
+use crate::config::Config;
+use crate::failpoint;
+use crate::fetch::{Fetched, Fetcher};
+use crate::manifest::{Entry, FileKind, Manifest, VerifiedManifest, compile_globs};
+use crate::run::{self, RunAs};
+use crate::state::{ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
+use crate::{Error, Limits, Result};
+
+/// What to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The version the channel pointer names.
+    Channel,
+    /// A specific version from `releases/<product>/<version>/`.
+    Version(Version),
+}
+
+/// A verified candidate release.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The verified manifest.
+    pub manifest: VerifiedManifest,
+    /// Its envelope bytes.
+    pub envelope: Vec<u8>,
+    /// The channel pointer that named it, when it came through one.
+    pub pointer: Option<ChannelPointer>,
+}
+
+/// The answer of `check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Installed version.
+    pub current: Option<Version>,
+    /// The version the target names.
+    pub candidate: Version,
+    /// Whether `apply` would install it.
+    pub update_available: bool,
+    /// Why (not).
+    pub reason: String,
+    /// Whether the channel pointer was unchanged since the last check (304).
+    pub not_modified: bool,
+    /// Trust root version in force.
+    pub root_version: u64,
+}
+
+/// How an `apply` ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ApplyOutcome {
+    /// The target is already installed.
+    UpToDate {
+        /// The version.
+        version: Version,
+    },
+    /// Installed and healthy.
+    Installed {
+        /// Before.
+        from: Option<Version>,
+        /// After.
+        to: Version,
+    },
+    /// The new release failed and the old one runs again.
+    RolledBack {
+        /// The failed release (now marked bad).
+        failed: Version,
+        /// The release running again.
+        to: Option<Version>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Options for `apply`.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Install a version even though it was marked bad.
+    pub retry_bad: bool,
+}
+
+/// Status for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Product.
+    pub product: String,
+    /// Channel.
+    pub channel: String,
+    /// The state file.
+    #[serde(flatten)]
+    pub state: HostState,
+    /// An unfinished transaction (only when recovery itself failed).
+    pub pending: Option<Journal>,
+    /// Releases on disk.
+    pub releases_on_disk: Vec<Version>,
+    /// What recovery did at this start, if anything.
+    pub recovered: Option<HistoryEntry>,
+}
+
+/// The updater for one host configuration, holding the state lock.
+pub struct Updater {
+    cfg: Config,
+    state: StateDir,
+    fetcher: Fetcher,
+    clock: Box<dyn Clock>,
+    limits: Limits,
+    notes: Box<dyn Fn(&str)>,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Updater({})", self.cfg.product)
+    }
+}
+
+fn now_id(clock: &dyn Clock) -> String {
+    clock.now().as_millisecond().to_string()
+}
+
+impl Updater {
+    /// Takes the state lock and prepares the repository client. `notes`
+    /// receives progress lines (the binary prints them on stderr).
+    pub fn open(cfg: Config, clock: Box<dyn Clock>, notes: Box<dyn Fn(&str)>) -> Result<Self> {
+        let state = StateDir::lock(&cfg.paths.state_dir)?;
+        let fetcher = Fetcher::new(&cfg.repository)?;
+        if cfg.repository.insecure_skip_tls_verify {
+            notes(
+                "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified",
+            );
+        }
+        Ok(Updater {
+            cfg,
+            state,
+            fetcher,
+            clock,
+            limits: Limits::default(),
+            notes,
+        })
+    }
+
+    /// Sets the first retry backoff (tests).
+    pub fn with_backoff(mut self, d: Duration) -> Self {
+        self.fetcher = Fetcher::new(&self.cfg.repository)
+            .map(|f| f.with_backoff(d))
+            .unwrap_or(self.fetcher);
+        self
+    }
+
+    fn releases_dir(&self) -> PathBuf {
+        self.cfg.paths.install_root.join("releases")
+    }
+
+    fn release_dir(&self, v: &Version) -> PathBuf {
+        self.releases_dir().join(v.to_string())
+    }
+
+    fn history(
+        &self,
+        op: &str,
+        from: Option<Version>,
+        to: Option<Version>,
+        result: &str,
+        reason: Option<String>,
+    ) -> Result<HistoryEntry> {
+        let h = HistoryEntry {
+            time: self.clock.now(),
+            op: op.into(),
+            from,
+            to,
+            result: result.into(),
+            reason,
+        };
+        self.state.append_history(&h)?;
+        Ok(h)
+    }
+
+    // ---- trust -------------------------------------------------------
+
+    /// The trust root in force: the newer of the shipped root and the one
+    /// kept in the state directory, then every rotation the repository
+    /// offers (`<N+1>.root.json`, ...), which is kept for next time.
+    pub fn trusted_root(&self) -> Result<VerifiedRoot> {
+        let env_limits = &self.limits.envelope;
+        let read = |p: &Path| {
+            charter_keys::fsutil::read_capped(p, env_limits.max_envelope_bytes, "a trust root")
+        };
+        let shipped = VerifiedRoot::from_trusted(&read(&self.cfg.paths.trust_root)?, env_limits)?;
+        let kept_path = self.state.root_path();
+        let start = if kept_path.exists() {
+            let kept = VerifiedRoot::from_trusted(&read(&kept_path)?, env_limits)?;
+            if kept.version() >= shipped.version() {
+                kept
+            } else {
+                shipped
+            }
+        } else {
+            shipped
+        };
+        let before = start.version();
+        let (root, rotations) = start.update_chain(
+            |v| {
+                self.fetcher
+                    .get_optional(&format!("{v}.root.json"), env_limits.max_envelope_bytes)
+                    .map_err(|e| charter_keys::Error::Malformed {
+                        what: "root chain",
+                        reason: e.to_string(),
+                    })
+            },
+            env_limits,
+            self.clock.as_ref(),
+        )?;
+        if rotations > 0 || !kept_path.exists() {
+            charter_keys::fsutil::write_atomic(&kept_path, root.envelope_bytes(), 0o644)?;
+        }
+        if rotations > 0 {
+            (self.notes)(&format!(
+                "trust root rotated from version {before} to {}",
+                root.version()
+            ));
+        }
+        Ok(root)
+    }
+
+    // ---- check -------------------------------------------------------
+
+    /// Fetches and verifies the target's metadata (docs/SPEC.md §11.2,
+    /// steps 1 to 6). Nothing on disk changes except the channel cache and
+    /// the kept trust root.
+    pub fn candidate(&self, target: &Target) -> Result<(Candidate, bool, VerifiedRoot)> {
+        let root = self.trusted_root()?;
+        let product = &self.cfg.product;
+        let (manifest_rel, pin, pointer, not_modified) = match target {
+            Target::Channel => {
+                let (vc, not_modified) = self.channel(&root)?;
+                let p = vc.pointer().clone();
+                (
+                    p.manifest.path.to_string(),
+                    Some((p.manifest.sha256, p.manifest.size)),
+                    Some(p),
+                    not_modified,
+                )
+            }
+            Target::Version(v) => (
+                format!("releases/{product}/{v}/manifest.json"),
+                None,
+                None,
+                false,
+            ),
+        };
+        let max = match pin {
+            Some((_, size)) => size,
+            None => self.limits.envelope.max_envelope_bytes,
+        };
+        let envelope = match self.fetcher.get(&manifest_rel, max, None)? {
+            Fetched::Body(b, _) => b,
+            Fetched::NotModified => {
+                return Err(Error::NotFound {
+                    url: self.fetcher.url_of(&manifest_rel),
+                });
+            }
+        };
+        // 3. The pointer pins the manifest bytes (mix-and-match).
+        if let Some((sha, size)) = pin {
+            use sha2::Digest as _;
+            let got = crate::manifest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
+            if envelope.len() as u64 != size {
+                return Err(Error::SizeMismatch {
+                    what: format!("manifest {manifest_rel} (channel pointer)"),
+                    expected: size,
+                    found: envelope.len() as u64,
+                });
+            }
+            if got != sha {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest {manifest_rel} (channel pointer)"),
+                    expected: sha.to_string(),
+                    found: got.to_string(),
+                });
+            }
+        }
+        // 4. The manifest's own signatures, validity and expiry.
+        let manifest =
+            VerifiedManifest::verify(&envelope, &root, self.clock.as_ref(), &self.limits)?;
+        let m = manifest.manifest();
+        // 5. It is the product (and version) the host and pointer expect.
+        if &m.product != product {
+            return Err(Error::Mismatch {
+                what: "manifest",
+                expected: product.clone(),
+                found: m.product.clone(),
+            });
+        }
+        let want_version = match (&pointer, target) {
+            (Some(p), _) => Some(&p.version),
+            (None, Target::Version(v)) => Some(v),
+            _ => None,
+        };
+        if let Some(v) = want_version
+            && &m.version != v
+        {
+            return Err(Error::Mismatch {
+                what: "manifest version",
+                expected: v.to_string(),
+                found: m.version.to_string(),
+            });
+        }
+        Ok((
+            Candidate {
+                manifest,
+                envelope,
+                pointer,
+            },
+            not_modified,
+            root,
+        ))
+    }
+
+    /// The channel pointer, conditionally fetched, always re-verified.
+    fn channel(&self, root: &VerifiedRoot) -> Result<(VerifiedChannel, bool)> {
+        let rel = ChannelPointer::repo_path(&self.cfg.product, &self.cfg.channel);
+        let cache = self.state.channel_cache()?;
+        let max = 1 << 20;
+        let (bytes, validator, not_modified) =
+            match self
+                .fetcher
+                .get(&rel, max, cache.as_ref().map(|c| &c.validator))?
+            {
+                Fetched::NotModified => {
+                    let c = cache.ok_or_else(|| Error::NotFound {
+                        url: self.fetcher.url_of(&rel),
+                    })?;
+                    (c.envelope.into_bytes(), c.validator, true)
+                }
+                Fetched::Body(b, v) => (b, v, false),
+            };
+        // 1-2. Signatures (channel role), expiry, product and channel.
+        let vc = VerifiedChannel::verify(
+            &bytes,
+            root,
+            self.clock.as_ref(),
+            &self.limits,
+            &self.cfg.product,
+            &self.cfg.channel,
+        )?;
+        if !not_modified {
+            self.state.save_channel_cache(&ChannelCache {
+                envelope: String::from_utf8_lossy(&bytes).into_owned(),
+                validator,
+            })?;
+        }
+        Ok((vc, not_modified))
+    }
+
+    /// Decides whether a candidate may be installed: not already current,
+    /// above the ratchet (unless the signed pointer allows a downgrade),
+    /// not marked bad (unless asked).
+    fn admissible(
+        &self,
+        c: &Candidate,
+        st: &HostState,
+        opts: &ApplyOptions,
+    ) -> Result<Option<String>> {
+        let v = &c.manifest.manifest().version;
+        if st.current.as_ref() == Some(v) {
+            return Ok(Some(format!("{v} is already installed")));
+        }
+        let downgrade_ok = c.pointer.as_ref().is_some_and(|p| p.allow_downgrade);
+        if let Some(r) = &st.ratchet
+            && v <= r
+            && !downgrade_ok
+        {
+            return Err(Error::Rollback {
+                candidate: v.clone(),
+                ratchet: r.clone(),
+            });
+        }
+        if st.bad.contains(v) && !opts.retry_bad {
+            return Err(Error::BadVersion { version: v.clone() });
+        }
+        Ok(None)
+    }
+
+    /// `check`: what `apply` would do, without doing it.
+    pub fn check(&self, target: &Target) -> Result<CheckReport> {
+        self.recover()?;
+        let (c, not_modified, root) = self.candidate(target)?;
+        let mut st = self.state.state()?;
+        st.last_check = Some(self.clock.now());
+        self.state.save_state(&st)?;
+        let candidate = c.manifest.manifest().version.clone();
+        let (update_available, reason) = match self.admissible(&c, &st, &ApplyOptions::default()) {
+            Ok(None) => (true, format!("{candidate} can be installed")),
+            Ok(Some(why)) => (false, why),
+            Err(e) => (false, e.to_string()),
+        };
+        Ok(CheckReport {
+            current: st.current,
+            candidate,
+            update_available,
+            reason,
+            not_modified,
+            root_version: root.version(),
+        })
+    }
+
+    // ---- apply -------------------------------------------------------
+
+    /// `apply`: the whole transaction.
+    pub fn apply(&self, target: &Target, opts: &ApplyOptions) -> Result<ApplyOutcome> {
+        self.recover()?;
+        let (c, _, _) = self.candidate(target)?;
+        let mut st = self.state.state()?;
+        st.last_check = Some(self.clock.now());
+        self.state.save_state(&st)?;
+        if self.admissible(&c, &st, opts)?.is_some() {
+            return Ok(ApplyOutcome::UpToDate {
+                version: c.manifest.manifest().version.clone(),
+            });
+        }
+        let m = c.manifest.manifest().clone();
+        let to = m.version.clone();
+        let from = st.current.clone();
+        self.check_space(&m)?;
+
+        let mut j = Journal {
+            id: now_id(self.clock.as_ref()),
+            op: Op::Apply,
+            from: from.clone(),
+            to: Some(to.clone()),
+            step: Step::Begin,
+            reason: None,
+            mark_bad: false,
+            started: self.clock.now(),
+        };
+        self.state.save_journal(&j)?;
+        failpoint::hit("apply:after-begin");
+
+        // Stage: releases/<to>.partial, checked entry by entry, then renamed.
+        if let Err(e) = self.stage(&c, &m, from.as_ref()) {
+            self.abort_staging(&to);
+            self.state.clear_journal()?;
+            self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
+            return Err(e);
+        }
+        self.state.save_manifest(&to, &c.envelope)?;
+        j.step = Step::Staged;
+        self.state.save_journal(&j)?;
+        failpoint::hit("apply:after-staged");
+
+        // Pre-swap script: failure stops the update; nothing was swapped.
+        if let Some(script) = &m.scripts.pre_swap
+            && let Err(e) = self.run_script(
+                "pre_swap",
+                script.as_str(),
+                &self.release_dir(&to),
+                from.as_ref(),
+                &to,
+            )
+        {
+            self.state.clear_journal()?;
+            self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
+            return Err(e);
+        }
+        j.step = Step::PreSwapDone;
+        self.state.save_journal(&j)?;
+        failpoint::hit("apply:after-pre-swap");
+
+        self.point_current(Some(&to))?;
+        failpoint::hit("apply:after-swap");
+        j.step = Step::Swapped;
+        self.state.save_journal(&j)?;
+        failpoint::hit("apply:after-swapped");
+
+        let outcome = self.restart().and_then(|()| {
+            j.step = Step::Restarted;
+            self.state.save_journal(&j)?;
+            failpoint::hit("apply:after-restart");
+            if let Some(script) = &m.scripts.post_swap {
+                self.run_script(
+                    "post_swap",
+                    script.as_str(),
+                    &self.release_dir(&to),
+                    from.as_ref(),
+                    &to,
+                )?;
+            }
+            j.step = Step::PostSwapDone;
+            self.state.save_journal(&j)?;
+            failpoint::hit("apply:after-post-swap");
+            self.health(&m, &to)
+        });
+        if let Err(e) = outcome {
+            let reason = e.to_string();
+            (self.notes)(&format!("{to} failed: {reason}; rolling back"));
+            self.rollback_inner(&to, from.clone(), &reason, true)?;
+            return Ok(ApplyOutcome::RolledBack {
+                failed: to,
+                to: from,
+                reason,
+            });
+        }
+        j.step = Step::Healthy;
+        self.state.save_journal(&j)?;
+        failpoint::hit("apply:after-healthy");
+        self.commit(&j)?;
+        Ok(ApplyOutcome::Installed { from, to })
+    }
+
+    fn check_space(&self, m: &Manifest) -> Result<()> {
+        let need: u64 = m
+            .files
+            .iter()
+            .map(|e| match e {
+                Entry::File { size, .. } => size.div_ceil(4096) * 4096 + 4096,
+                _ => 4096,
+            })
+            .sum::<u64>()
+            .saturating_add(64 << 20);
+        std::fs::create_dir_all(self.releases_dir())
+            .map_err(|e| Error::io("create", self.releases_dir(), e))?;
+        let vfs = rustix::fs::statvfs(self.releases_dir())
+            .map_err(|e| Error::io("statvfs", self.releases_dir(), e.into()))?;
+        let avail = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if avail < need {
+            return Err(Error::NoSpace {
+                path: self.releases_dir(),
+                needed: need,
+                available: avail,
+            });
+        }
+        Ok(())
+    }
+
+    fn stage(&self, c: &Candidate, m: &Manifest, from: Option<&Version>) -> Result<()> {
+        let to = &m.version;
+        let partial = self.releases_dir().join(format!("{to}.partial"));
+        remove_tree(&partial)?;
+        (self.notes)(&format!("downloading and staging {} {to}", m.product));
+        let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
+        let mut stream = self.fetcher.stream(&rel, m.artifact.size)?;
+        crate::extract::extract(&mut stream, m, &partial, &self.limits)?;
+        failpoint::hit("apply:after-extract");
+        // Carry config and preserved paths over from the running release.
+        if let Some(old) = from {
+            let old_dir = self.release_dir(old);
+            let old_manifest = self
+                .state
+                .manifest(old)
+                .ok()
+                .and_then(|b| {
+                    charter_keys::dsse::Envelope::from_slice(&b, &self.limits.envelope).ok()
+                })
+                .and_then(|e| Manifest::from_payload(e.unverified_payload()).ok());
+            for note in carry_over(
+                &old_dir,
+                old_manifest.as_ref(),
+                &partial,
+                m,
+                &self.cfg.update.preserve,
+            )? {
+                (self.notes)(&note);
+            }
+        }
+        sync_tree(&partial)?;
+        let dest = self.release_dir(to);
+        remove_tree(&dest)?;
+        std::fs::rename(&partial, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
+        charter_keys::fsutil::sync_dir(&self.releases_dir())?;
+        let _ = c;
+        failpoint::hit("apply:after-stage-rename");
+        Ok(())
+    }
+
+    fn abort_staging(&self, to: &Version) {
+        let _ = remove_tree(&self.releases_dir().join(format!("{to}.partial")));
+        let _ = remove_tree(&self.release_dir(to));
+    }
+
+    /// Points `current` at `releases/<v>` with one rename(2) of a fresh
+    /// symlink over it, or removes it (first install undone).
+    fn point_current(&self, v: Option<&Version>) -> Result<()> {
+        let root = &self.cfg.paths.install_root;
+        let current = root.join("current");
+        match v {
+            Some(v) => {
+                let tmp = root.join(".current.tmp");
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(format!("releases/{v}"), &tmp)
+                    .map_err(|e| Error::io("create symlink", &tmp, e))?;
+                std::fs::rename(&tmp, &current)
+                    .map_err(|e| Error::io("rename into place", &current, e))?;
+            }
+            None => match std::fs::remove_file(&current) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &current, e)),
+            },
+        }
+        charter_keys::fsutil::sync_dir(root)?;
+        Ok(())
+    }
+
+    /// The version `current` points at, read from the file system.
+    pub fn current_link(&self) -> Option<Version> {
+        let link = std::fs::read_link(self.cfg.paths.install_root.join("current")).ok()?;
+        link.to_str()?.strip_prefix("releases/")?.parse().ok()
+    }
+
+    fn restart(&self) -> Result<()> {
+        let Some(argv) = &self.cfg.service.restart else {
+            return Ok(());
+        };
+        let timeout = Duration::from_secs(u64::from(self.cfg.service.restart_timeout_secs));
+        run::run_command(
+            "service restart",
+            argv,
+            &self.cfg.paths.install_root,
+            &[],
+            None,
+            timeout,
+        )
+    }
+
+    fn health(&self, m: &Manifest, v: &Version) -> Result<()> {
+        let check = self.cfg.health.as_ref().or(m.health_check.as_ref());
+        match check {
+            Some(c) => run::health_check(c, &self.release_dir(v)),
+            None => {
+                (self.notes)("no health check configured: the release is taken as healthy");
+                Ok(())
+            }
+        }
+    }
+
+    fn script_user(&self) -> Result<Option<RunAs>> {
+        self.cfg
+            .service
+            .scripts_user
+            .as_deref()
+            .map(run::lookup_user)
+            .transpose()
+    }
+
+    fn run_script(
+        &self,
+        stage: &str,
+        script: &str,
+        dir: &Path,
+        from: Option<&Version>,
+        to: &Version,
+    ) -> Result<()> {
+        (self.notes)(&format!("running {stage} script {script}"));
+        let env = [
+            ("CHARTER_STAGE", stage.to_owned()),
+            ("CHARTER_PRODUCT", self.cfg.product.clone()),
+            ("CHARTER_VERSION", to.to_string()),
+            (
+                "CHARTER_PREVIOUS_VERSION",
+                from.map(ToString::to_string).unwrap_or_default(),
+            ),
+            ("CHARTER_RELEASE_DIR", dir.to_string_lossy().into_owned()),
+            (
+                "CHARTER_INSTALL_ROOT",
+                self.cfg.paths.install_root.to_string_lossy().into_owned(),
+            ),
+        ];
+        let timeout = Duration::from_secs(u64::from(self.cfg.service.script_timeout_secs));
+        let argv = [dir.join(script).to_string_lossy().into_owned()];
+        run::run_command(
+            &format!("{stage} script {script}"),
+            &argv,
+            dir,
+            &env,
+            self.script_user()?,
+            timeout,
+        )
+    }
+
+    fn commit(&self, j: &Journal) -> Result<()> {
+        let to = j.to.clone().ok_or_else(|| Error::InvalidInput {
+            what: "journal",
+            reason: "apply without target".into(),
+        })?;
+        let mut st = self.state.state()?;
+        if st.current.as_ref() != Some(&to) {
+            st.previous = st.current.take().or(j.from.clone());
+        }
+        st.current = Some(to.clone());
+        if st.ratchet.as_ref().is_none_or(|r| &to > r) {
+            st.ratchet = Some(to.clone());
+        }
+        st.bad.remove(&to);
+        self.state.save_state(&st)?;
+        failpoint::hit("apply:after-commit-state");
+        self.history("apply", j.from.clone(), Some(to.clone()), "committed", None)?;
+        self.state.clear_journal()?;
+        self.prune(&st)?;
+        (self.notes)(&format!("{} {to} installed", self.cfg.product));
+        Ok(())
+    }
+
+    // ---- rollback ----------------------------------------------------
+
+    /// `rollback`: returns to the previous release on disk (the current one
+    /// is marked bad so it is not installed again automatically).
+    pub fn rollback(&self) -> Result<ApplyOutcome> {
+        self.recover()?;
+        let st = self.state.state()?;
+        let current = st.current.clone().ok_or(Error::NothingToRollBack {
+            reason: "nothing is installed".into(),
+        })?;
+        let prev = st.previous.clone().ok_or(Error::NothingToRollBack {
+            reason: format!("no release before {current} is kept"),
+        })?;
+        if !self.release_dir(&prev).is_dir() {
+            return Err(Error::NothingToRollBack {
+                reason: format!("{} is gone", self.release_dir(&prev).display()),
+            });
+        }
+        let reason = "rollback requested".to_string();
+        self.rollback_inner(&current, Some(prev.clone()), &reason, true)?;
+        Ok(ApplyOutcome::RolledBack {
+            failed: current,
+            to: Some(prev),
+            reason,
+        })
+    }
+
+    fn rollback_inner(
+        &self,
+        failed: &Version,
+        to: Option<Version>,
+        reason: &str,
+        mark_bad: bool,
+    ) -> Result<()> {
+        let mut j = Journal {
+            id: now_id(self.clock.as_ref()),
+            op: Op::Rollback,
+            from: Some(failed.clone()),
+            to: to.clone(),
+            step: Step::Begin,
+            reason: Some(reason.to_owned()),
+            mark_bad,
+            started: self.clock.now(),
+        };
+        self.state.save_journal(&j)?;
+        failpoint::hit("rollback:after-begin");
+        self.finish_rollback(&mut j)
+    }
+
+    /// Completes a rollback journal from whatever step it reached; every
+    /// action is idempotent, so recovery can call it again.
+    fn finish_rollback(&self, j: &mut Journal) -> Result<()> {
+        let failed = j.from.clone();
+        let to = j.to.clone();
+        if j.step < Step::Swapped {
+            if let (Some(f), Some(manifest)) = (
+                &failed,
+                failed.as_ref().and_then(|f| self.stored_manifest(f)),
+            ) && let Some(script) = &manifest.scripts.on_rollback
+                && self.release_dir(f).is_dir()
+                && let Err(e) = self.run_script(
+                    "on_rollback",
+                    script.as_str(),
+                    &self.release_dir(f),
+                    Some(f),
+                    to.as_ref().unwrap_or(f),
+                )
+            {
+                (self.notes)(&format!(
+                    "on_rollback script failed (rolling back anyway): {e}"
+                ));
+            }
+            self.point_current(to.as_ref())?;
+            failpoint::hit("rollback:after-swap");
+            j.step = Step::Swapped;
+            self.state.save_journal(j)?;
+            failpoint::hit("rollback:after-swapped");
+        }
+        let mut health_note = None;
+        if let Some(v) = &to {
+            if let Err(e) = self.restart() {
+                health_note = Some(format!("restarting {v} failed too: {e}"));
+            } else {
+                failpoint::hit("rollback:after-restart");
+                let m = self.stored_manifest(v);
+                if let Some(m) = m
+                    && let Err(e) = self.health(&m, v)
+                {
+                    health_note = Some(format!("{v} is unhealthy after the rollback too: {e}"));
+                }
+            }
+        }
+        if let Some(n) = &health_note {
+            (self.notes)(n);
+        }
+        let mut st = self.state.state()?;
+        if let Some(f) = &failed
+            && j.mark_bad
+        {
+            st.bad.insert(f.clone());
+        }
+        st.current = to.clone();
+        if st.previous.as_ref() == to.as_ref() {
+            st.previous = None;
+        }
+        self.state.save_state(&st)?;
+        failpoint::hit("rollback:after-state");
+        let reason = match (&j.reason, &health_note) {
+            (Some(r), Some(n)) => Some(format!("{r}; {n}")),
+            (r, n) => r.clone().or(n.clone()),
+        };
+        self.history("rollback", failed, to, "rolled-back", reason)?;
+        self.state.clear_journal()?;
+        Ok(())
+    }
+
+    fn stored_manifest(&self, v: &Version) -> Option<Manifest> {
+        let bytes = self.state.manifest(v).ok()?;
+        let env = charter_keys::dsse::Envelope::from_slice(&bytes, &self.limits.envelope).ok()?;
+        Manifest::from_payload(env.unverified_payload()).ok()
+    }
+
+    // ---- recovery ----------------------------------------------------
+
+    /// Finishes or undoes an interrupted transaction (docs/SPEC.md §11.4).
+    /// Runs first in every command. Returns what it did.
+    pub fn recover(&self) -> Result<Option<HistoryEntry>> {
+        let _ = std::fs::remove_file(self.cfg.paths.install_root.join(".current.tmp"));
+        let Some(mut j) = self.state.journal()? else {
+            return Ok(None);
+        };
+        (self.notes)(&format!(
+            "recovering an interrupted {:?} (step {:?})",
+            j.op, j.step
+        ));
+        match j.op {
+            Op::Rollback => {
+                self.finish_rollback(&mut j)?;
+                Ok(self.state.history()?.pop())
+            }
+            Op::Apply => {
+                let to = j.to.clone();
+                let link = self.current_link();
+                // The swap may have happened after the last journal write.
+                let swapped =
+                    j.step >= Step::Swapped || (link.is_some() && link == to && link != j.from);
+                if j.step == Step::Healthy {
+                    self.commit(&j)?;
+                    return Ok(self.state.history()?.pop());
+                }
+                if swapped {
+                    // Swapped but not known healthy: return to the old release.
+                    let failed = to.clone().ok_or_else(|| Error::InvalidInput {
+                        what: "journal",
+                        reason: "apply without target".into(),
+                    })?;
+                    self.rollback_inner(
+                        &failed,
+                        j.from.clone(),
+                        "interrupted after the swap; returned to the previous release",
+                        false,
+                    )?;
+                    return Ok(self.state.history()?.pop());
+                }
+                // Not swapped: the old release is intact; drop the staging.
+                if let Some(to) = &to {
+                    let st = self.state.state()?;
+                    let _ = remove_tree(&self.releases_dir().join(format!("{to}.partial")));
+                    if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
+                        let _ = remove_tree(&self.release_dir(to));
+                    }
+                }
+                self.state.clear_journal()?;
+                let h = self.history(
+                    "recover",
+                    j.from.clone(),
+                    to,
+                    "aborted",
+                    Some(format!(
+                        "interrupted at step {:?}; nothing was swapped",
+                        j.step
+                    )),
+                )?;
+                Ok(Some(h))
+            }
+        }
+    }
+
+    // ---- status, history, verify --------------------------------------
+
+    /// `status`.
+    pub fn status(&self) -> Result<Status> {
+        let recovered = self.recover()?;
+        let mut releases_on_disk: Vec<Version> = std::fs::read_dir(self.releases_dir())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        releases_on_disk.sort();
+        Ok(Status {
+            product: self.cfg.product.clone(),
+            channel: self.cfg.channel.clone(),
+            state: self.state.state()?,
+            pending: self.state.journal()?,
+            releases_on_disk,
+            recovered,
+        })
+    }
+
+    /// `history`.
+    pub fn history_entries(&self) -> Result<Vec<HistoryEntry>> {
+        self.state.history()
+    }
+
+    /// `verify`: the installed tree against its signed manifest.
+    pub fn verify_installed(&self) -> Result<crate::verify::Report> {
+        self.recover()?;
+        let st = self.state.state()?;
+        let v = st.current.ok_or(Error::NothingToRollBack {
+            reason: "nothing is installed".into(),
+        })?;
+        let root = self.trusted_root_offline()?;
+        let bytes = self.state.manifest(&v)?;
+        // The stored manifest is re-verified (signature only: an expired
+        // manifest still describes what was installed).
+        let env = charter_keys::dsse::Envelope::from_slice(&bytes, &self.limits.envelope)?;
+        let payload = root.verify_envelope(
+            &env,
+            charter_keys::dsse::PAYLOAD_MANIFEST,
+            charter_keys::Role::Release,
+        )?;
+        let m = Manifest::from_payload(payload.payload)?;
+        m.validate(&self.limits)?;
+        let mut preserve = m.preserve.clone();
+        preserve.extend(self.cfg.update.preserve.iter().cloned());
+        crate::verify::verify_tree(
+            &self.release_dir(&v),
+            &m,
+            &compile_globs(&preserve)?,
+            &self.limits,
+        )
+    }
+
+    fn trusted_root_offline(&self) -> Result<VerifiedRoot> {
+        let env_limits = &self.limits.envelope;
+        let path = if self.state.root_path().exists() {
+            self.state.root_path()
+        } else {
+            self.cfg.paths.trust_root.clone()
+        };
+        let bytes = charter_keys::fsutil::read_capped(
+            &path,
+            env_limits.max_envelope_bytes,
+            "a trust root",
+        )?;
+        Ok(VerifiedRoot::from_trusted(&bytes, env_limits)?)
+    }
+
+    /// Removes releases beyond `keep_releases` (never current or previous)
+    /// and their stored manifests.
+    fn prune(&self, st: &HostState) -> Result<()> {
+        let Ok(rd) = std::fs::read_dir(self.releases_dir()) else {
+            return Ok(());
+        };
+        let mut versions: Vec<Version> = rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        versions.sort();
+        versions.reverse();
+        let keep = self.cfg.update.keep_releases;
+        let mut kept = 0;
+        for v in versions {
+            let pinned = st.current.as_ref() == Some(&v) || st.previous.as_ref() == Some(&v);
+            if pinned || kept < keep {
+                kept += 1;
+                continue;
+            }
+            remove_tree(&self.release_dir(&v))?;
+            let _ = std::fs::remove_file(self.state.manifest_path(&v));
+        }
+        Ok(())
+    }
+
+    /// The clock in use.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Removes a directory tree if it exists (making read-only directories
+/// writable first, since releases may contain them).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("stat", path, e)),
+        Ok(md) if !md.is_dir() => {
+            return std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e));
+        }
+        Ok(_) => {}
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    let mut stack = vec![path.to_owned()];
+    while let Some(d) = stack.pop() {
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, e))
+}
+
+/// Flushes a staged tree to disk: one syncfs(2) of its file system, then
+/// an fsync of the tree's top directory.
+fn sync_tree(path: &Path) -> Result<()> {
+    let dir = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io("syncfs", path, e.into()))?;
+    dir.sync_all().map_err(|e| Error::io("sync", path, e))
+}
+
+/// Carries config files (dpkg conffile rules) and preserved paths from the
+/// running release `old` into the staged release `new_dir`
+/// (docs/SPEC.md §11.3, step 7). Returns notes for the operator.
+pub fn carry_over(
+    old: &Path,
+    old_manifest: Option<&Manifest>,
+    new_dir: &Path,
+    new: &Manifest,
+    extra_preserve: &[String],
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut buf = vec![0u8; crate::tree::READ_BUF];
+    let old_entries = old_manifest
+        .map(Manifest::entries_by_path)
+        .unwrap_or_default();
+    // Config files.
+    for e in &new.files {
+        let Entry::File {
+            path,
+            sha256: new_default,
+            kind: FileKind::Config,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        let old_file = old.join(path.as_str());
+        let Ok(md) = std::fs::symlink_metadata(&old_file) else {
+            continue;
+        };
+        if !md.is_file() {
+            continue;
+        }
+        let (old_digest, _) = crate::tree::hash_file(&old_file, &mut buf)?;
+        let old_default = match old_entries.get(path.as_str()) {
+            Some(Entry::File { sha256, .. }) => Some(*sha256),
+            _ => None,
+        };
+        if Some(old_digest) == old_default || old_digest == *new_default {
+            continue; // unmodified by the operator, or already the new default
+        }
+        let dest = new_dir.join(path.as_str());
+        if old_default != Some(*new_default) {
+            let beside = new_dir.join(format!("{path}.charter-new"));
+            std::fs::rename(&dest, &beside).map_err(|e| Error::io("rename", &dest, e))?;
+            notes.push(format!(
+                "kept your {path}; the new default is beside it as {path}.charter-new"
+            ));
+        } else {
+            notes.push(format!("kept your {path}"));
+        }
+        copy_replace(&old_file, &dest)?;
+    }
+    // Preserved paths.
+    let mut globs = new.preserve.clone();
+    globs.extend(extra_preserve.iter().cloned());
+    if globs.is_empty() || !old.is_dir() {
+        return Ok(notes);
+    }
+    let set = compile_globs(&globs)?;
+    let configs: std::collections::BTreeSet<&str> = new
+        .files
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Entry::File {
+                    kind: FileKind::Config,
+                    ..
+                }
+            )
+        })
+        .map(|e| e.path().as_str())
+        .collect();
+    let scanned = crate::tree::scan(old, &Limits::default())?;
+    let mut count = 0usize;
+    for s in scanned {
+        let p = s.path.as_str();
+        if !set.is_match(p) || configs.contains(p) {
+            continue;
+        }
+        let src = old.join(p);
+        let dest = new_dir.join(p);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        match s.found {
+            crate::tree::Found::Dir { mode } => {
+                if !dest.is_dir() {
+                    let _ = remove_tree(&dest);
+                    std::fs::create_dir(&dest).map_err(|e| Error::io("create", &dest, e))?;
+                }
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io("chmod", &dest, e))?;
+            }
+            crate::tree::Found::File { .. } => {
+                copy_replace(&src, &dest)?;
+                count += 1;
+            }
+            crate::tree::Found::Symlink { target } => {
+                let _ = remove_tree(&dest);
+                std::os::unix::fs::symlink(&target, &dest)
+                    .map_err(|e| Error::io("create symlink", &dest, e))?;
+            }
+        }
+    }
+    if count > 0 {
+        notes.push(format!("carried over {count} preserved file(s)"));
+    }
+    Ok(notes)
+}
+
+/// Copies `src` over `dest` (replacing a file, never following a symlink at
+/// `dest`), keeping `src`'s mode.
+fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
+    let md = std::fs::symlink_metadata(dest);
+    if md.as_ref().is_ok_and(|m| m.is_dir()) {
+        remove_tree(dest)?;
+    } else if md.is_ok() {
+        std::fs::remove_file(dest).map_err(|e| Error::io("remove", dest, e))?;
+    }
+    std::fs::copy(src, dest).map_err(|e| Error::io("copy", src, e))?;
+    Ok(())
+}
