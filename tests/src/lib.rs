@@ -3,6 +3,7 @@
 //! changed nothing.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod host;
 pub mod server;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -71,7 +71,7 @@ pub struct Paths {
 }
 
 /// The product's service.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Command that (re)starts the product (argv, no shell), run after
@@ -87,6 +87,17 @@ pub struct Service {
     /// Seconds an update script may take.
     #[serde(default = "default_script_timeout")]
     pub script_timeout_secs: u32,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Service {
+            restart: None,
+            restart_timeout_secs: default_restart_timeout(),
+            scripts_user: None,
+            script_timeout_secs: default_script_timeout(),
+        }
+    }
 }
 
 /// Update behaviour.
@@ -221,6 +232,8 @@ trust_root = "/etc/charter/trust/root.json"
         assert_eq!(c.channel, "stable");
         assert_eq!(c.update.keep_releases, 3);
         assert_eq!(c.repository.retries, 5);
+        assert_eq!(c.service.script_timeout_secs, 600);
+        assert_eq!(c.service.restart_timeout_secs, 120);
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl Updater {
         }
         let downgrade_ok = c.pointer.as_ref().is_some_and(|p| p.allow_downgrade);
         if let Some(r) = &st.ratchet
-            && v <= r
+            && v < r
             && !downgrade_ok
         {
             return Err(Error::Rollback {

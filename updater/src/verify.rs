@@ -163,8 +163,20 @@ pub fn verify_tree(
         }
     }
     let listed = m.entries_by_path();
+    // Directories that hold preserved paths are expected too.
+    let mut holders = std::collections::BTreeSet::new();
+    for p in seen.keys().filter(|p| preserve.is_match(p.as_str())) {
+        let mut cur = p.as_str();
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            holders.insert(cur.to_owned());
+        }
+    }
     for (p, s) in &seen {
-        if listed.contains_key(p.as_str()) || preserve.is_match(p) {
+        if listed.contains_key(p.as_str())
+            || preserve.is_match(p)
+            || (s.is_dir && holders.contains(p))
+        {
             continue;
         }
         if let Some(base) = p.strip_suffix(".charter-new")

@@ -6,3 +6,4 @@ mod cli_blob;
 mod cli_keys;
 mod cli_manifest;
 mod cli_root;
+mod updater_flow;

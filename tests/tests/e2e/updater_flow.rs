@@ -1,0 +1,269 @@
+//! The updater end to end on a real local HTTP server: install, update with
+//! a preserved config, a failing release rolled back and never retried,
+//! verify finding a hand-changed file.
+
+use charter_tests::host::Host;
+
+#[test]
+fn install_update_preserve_config_rollback_and_verify() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "listen = 8080\n", &[]);
+    let check = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(check["update_available"], true);
+    assert_eq!(check["candidate"], "1.0.0");
+
+    // First install.
+    let out = h.update(&["apply", "--json"]).ok().json();
+    assert_eq!(out["result"], "installed");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    assert_eq!(
+        h.installed("bin/panel").unwrap(),
+        b"#!/bin/sh\necho panel 1.0.0\n"
+    );
+    h.update(&["verify"]).ok();
+
+    // The operator edits the config and adds data under a preserved path.
+    let cfg = h.root.join("opt/current/etc/panel.toml");
+    std::fs::write(&cfg, b"listen = 9090 # mine\n").unwrap();
+    std::fs::create_dir_all(h.root.join("opt/current/var")).unwrap();
+    std::fs::write(h.root.join("opt/current/var/db"), b"customer data").unwrap();
+
+    // v2 changes the default config: the operator's stays, the new default
+    // lands beside it.
+    h.publish("2.0.0", true, "listen = 8081\n", &[]);
+    let out = h.update(&["apply"]).ok();
+    assert!(out.stderr.contains("kept your etc/panel.toml"), "{out:?}");
+    assert_eq!(h.current().as_deref(), Some("2.0.0"));
+    assert_eq!(
+        h.installed("etc/panel.toml").unwrap(),
+        b"listen = 9090 # mine\n"
+    );
+    assert_eq!(
+        h.installed("etc/panel.toml.charter-new").unwrap(),
+        b"listen = 8081\n"
+    );
+    assert_eq!(h.installed("var/db").unwrap(), b"customer data");
+    assert_eq!(
+        h.installed("bin/panel").unwrap(),
+        b"#!/bin/sh\necho panel 2.0.0\n"
+    );
+    let v = h.update(&["verify", "--json"]).ok().json();
+    assert_eq!(v["config_changed"][0], "etc/panel.toml");
+
+    // v3 fails its health check: rolled back to v2, marked bad.
+    h.publish("3.0.0", false, "listen = 8081\n", &[]);
+    let out = h.update(&["apply"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("3.0.0 was rolled back to 2.0.0"),
+        "{out:?}"
+    );
+    assert_eq!(h.current().as_deref(), Some("2.0.0"));
+    assert_eq!(
+        h.installed("etc/panel.toml").unwrap(),
+        b"listen = 9090 # mine\n"
+    );
+    assert_eq!(h.installed("var/db").unwrap(), b"customer data");
+    let st = h.status();
+    assert_eq!(st["current"], "2.0.0");
+    assert_eq!(st["ratchet"], "2.0.0");
+    assert_eq!(st["bad"][0], "3.0.0");
+
+    // Never retried automatically.
+    h.update(&["apply"])
+        .fails_with("3.0.0 failed its health check on this host before");
+    let check = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(check["update_available"], false);
+    assert_eq!(h.current().as_deref(), Some("2.0.0"));
+
+    // verify finds a file changed by hand.
+    h.update(&["verify"]).ok();
+    std::fs::write(h.root.join("opt/current/share/data"), b"tampered").unwrap();
+    let out = h.update(&["verify"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("content  share/data"), "{out:?}");
+
+    // History tells the story.
+    let hist = h.update(&["history", "--json"]).ok().json();
+    let results: Vec<&str> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["committed", "committed", "rolled-back"]);
+}
+
+#[test]
+fn manual_rollback_and_nothing_to_roll_back() {
+    let h = Host::new();
+    h.update(&["rollback"])
+        .fails_with("cannot roll back: nothing is installed");
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    h.update(&["rollback"])
+        .fails_with("no release before 1.0.0 is kept");
+    h.publish("1.1.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    h.update(&["rollback"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let st = h.status();
+    assert_eq!(st["bad"][0], "1.1.0");
+    assert_eq!(st["ratchet"], "1.1.0");
+    // The channel still offers 1.1.0, which is now bad.
+    h.update(&["apply"]).fails_with("marked bad");
+    // An operator may insist.
+    h.update(&["apply", "--retry-bad"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+}
+
+#[test]
+fn apply_specific_version_and_up_to_date() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.publish("1.5.0", true, "a = 1\n", &[]);
+    h.update(&["apply", "--version", "1.0.0"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.5.0"));
+    let out = h.update(&["apply", "--json"]).ok().json();
+    assert_eq!(out["result"], "up-to-date");
+}
+
+#[test]
+fn file_url_repository_for_air_gapped_sites() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.write_config(&format!("file://{}/", h.repo.display()), "");
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    h.update(&["verify"]).ok();
+}
+
+#[test]
+fn python_http_server_as_the_repository() {
+    // A real, unrelated static server: python3 -m http.server.
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let Ok(mut child) = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&h.repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("python3 not installed: skipped");
+        return;
+    };
+    let url = format!("http://127.0.0.1:{port}/");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    h.write_config(&url, "");
+    let out = h.update(&["apply"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    out.ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn update_scripts_run_and_a_failing_pre_swap_script_stops_the_update() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    // v2 ships a pre-swap script that records its environment and fails.
+    let t = h.tree("2.0.0", true, "a = 1\n");
+    let marker = h.path().join("script-ran");
+    std::fs::write(
+        t.join("bin/migrate"),
+        format!("#!/bin/sh\nenv | sort > {}\nexit 7\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        t.join("bin/migrate"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "2.0.0",
+        "--from",
+        "trees/2.0.0",
+        "--out",
+        "out/2.0.0",
+        "--config",
+        "etc/*.toml",
+        "--pre-swap-script",
+        "bin/migrate",
+    ])
+    .ok();
+    for k in ["rel1.key", "rel2.key"] {
+        h.f.charter(&["manifest", "sign", "--key", k, "out/2.0.0/manifest.json"])
+            .ok();
+    }
+    h.f.charter(&["repo", "add", "repo", "out/2.0.0"]).ok();
+    h.point("stable", "2.0.0");
+    h.update(&["apply"])
+        .fails_with("pre_swap script bin/migrate failed: exit status: 7");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let env = std::fs::read_to_string(&marker).unwrap();
+    assert!(env.contains("CHARTER_VERSION=2.0.0"), "{env}");
+    assert!(env.contains("CHARTER_PREVIOUS_VERSION=1.0.0"), "{env}");
+    assert!(env.contains("CHARTER_STAGE=pre_swap"), "{env}");
+    // The environment is fixed: nothing inherited from the caller.
+    assert!(!env.contains("CHARTER_CONFIG"), "{env}");
+}
+
+#[test]
+fn two_runs_at_once_the_second_is_told() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    // The first run stalls mid-download while holding the lock.
+    h.server.set_fault(
+        &h.artifact_url_path("1.0.0"),
+        charter_tests::server::Fault::StallAfter(100),
+        1,
+    );
+    let cfg = h.config.to_str().unwrap().to_owned();
+    let mut first = std::process::Command::new(charter_tests::bin("charter-update"))
+        .arg("apply")
+        .env("CHARTER_CONFIG", &cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the stalled request to start.
+    for _ in 0..200 {
+        if h.server
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with(".tar.zst"))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = h.update(&["status"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    out.fails_with("another charter-update is running (pid ");
+}
