@@ -294,7 +294,10 @@ impl Host {
                 v
             })
             .unwrap_or_default();
-        (crate::snapshot(&self.root.join("opt")), st)
+        // `.staging/` is scratch space: a refused release passes through it.
+        let mut tree = crate::snapshot(&self.root.join("opt"));
+        tree.retain(|p, _| !p.starts_with(".staging"));
+        (tree, st)
     }
 }
 

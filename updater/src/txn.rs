@@ -546,7 +546,9 @@ impl Updater {
 
     fn stage(&self, c: &Candidate, m: &Manifest, from: Option<&Version>) -> Result<()> {
         let to = &m.version;
-        let partial = self.releases_dir().join(format!("{to}.partial"));
+        let partial = self.staging_dir(to);
+        std::fs::create_dir_all(self.cfg.paths.install_root.join(".staging"))
+            .map_err(|e| Error::io("create", self.cfg.paths.install_root.join(".staging"), e))?;
         remove_tree(&partial)?;
         (self.notes)(&format!("downloading and staging {} {to}", m.product));
         let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
@@ -584,9 +586,20 @@ impl Updater {
         Ok(())
     }
 
+    /// Where a release is staged: `<install_root>/.staging/<v>.partial`,
+    /// on the same file system as `releases/` so the final move is one
+    /// rename, and apart from it so a refused release leaves `releases/`
+    /// untouched.
+    fn staging_dir(&self, v: &Version) -> PathBuf {
+        self.cfg.paths.install_root.join(".staging").join(format!("{v}.partial"))
+    }
+
     fn abort_staging(&self, to: &Version) {
-        let _ = remove_tree(&self.releases_dir().join(format!("{to}.partial")));
-        let _ = remove_tree(&self.release_dir(to));
+        let _ = remove_tree(&self.staging_dir(to));
+        let st = self.state.state().unwrap_or_default();
+        if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
+            let _ = remove_tree(&self.release_dir(to));
+        }
     }
 
     /// Points `current` at `releases/<v>` with one rename(2) of a fresh
@@ -879,7 +892,7 @@ impl Updater {
                 // Not swapped: the old release is intact; drop the staging.
                 if let Some(to) = &to {
                     let st = self.state.state()?;
-                    let _ = remove_tree(&self.releases_dir().join(format!("{to}.partial")));
+                    let _ = remove_tree(&self.staging_dir(to));
                     if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
                         let _ = remove_tree(&self.release_dir(to));
                     }

@@ -6,4 +6,5 @@ mod cli_blob;
 mod cli_keys;
 mod cli_manifest;
 mod cli_root;
+mod updater_attacks;
 mod updater_flow;
