@@ -8,3 +8,4 @@ mod cli_manifest;
 mod cli_root;
 mod updater_attacks;
 mod updater_flow;
+mod updater_network;
