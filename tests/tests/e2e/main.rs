@@ -7,5 +7,6 @@ mod cli_keys;
 mod cli_manifest;
 mod cli_root;
 mod updater_attacks;
+mod updater_crash;
 mod updater_flow;
 mod updater_network;

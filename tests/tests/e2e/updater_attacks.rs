@@ -22,9 +22,17 @@ fn host() -> Host {
 fn refused(h: &Host, needle: &str) {
     let before = h.snapshot();
     h.update(&["apply"]).fails_with(needle);
-    assert_eq!(before, h.snapshot(), "refused apply changed the host ({needle})");
+    assert_eq!(
+        before,
+        h.snapshot(),
+        "refused apply changed the host ({needle})"
+    );
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
-    let releases: Vec<_> = std::fs::read_dir(h.root.join("opt/releases")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let releases: Vec<_> = std::fs::read_dir(h.root.join("opt/releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(releases, ["1.0.0"], "staging left behind ({needle})");
     h.update(&["verify"]).ok();
 }
@@ -43,7 +51,9 @@ fn tampered_artifact_byte() {
     let out = h.update(&["apply"]);
     assert_ne!(out.code, 0);
     assert!(
-        ["sha256", "corrupt artifact"].iter().any(|n| out.stderr.contains(n)),
+        ["sha256", "corrupt artifact"]
+            .iter()
+            .any(|n| out.stderr.contains(n)),
         "{out:?}"
     );
     assert_eq!(before, h.snapshot());
@@ -58,7 +68,14 @@ fn artifact_swapped_for_another_valid_one() {
     let a2 = h.repo.join("releases/panel/2.0.0/panel-2.0.0.tar.zst");
     let same_size = a1.len() as u64 == std::fs::metadata(&a2).unwrap().len();
     std::fs::write(&a2, a1).unwrap();
-    refused(&h, if same_size { "sha256" } else { "bytes, expected" });
+    refused(
+        &h,
+        if same_size {
+            "sha256"
+        } else {
+            "bytes, expected"
+        },
+    );
 }
 
 #[test]
@@ -70,12 +87,19 @@ fn tampered_manifest() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let payload = String::from_utf8(b64.decode(v["payload"].as_str().unwrap()).unwrap()).unwrap();
-    v["payload"] = b64.encode(payload.replace("\"security_fix\": false", "\"security_fix\": true")).into();
+    v["payload"] = b64
+        .encode(payload.replace("\"security_fix\": false", "\"security_fix\": true"))
+        .into();
     let bytes = serde_json::to_vec(&v).unwrap();
     std::fs::write(&p, &bytes).unwrap();
     // With the pointer re-signed over the tampered bytes, the manifest's
     // own signatures are what fails.
-    h.point_raw("2.0.0", &bytes, Timestamp::now() + SignedDuration::from_hours(1), false);
+    h.point_raw(
+        "2.0.0",
+        &bytes,
+        Timestamp::now() + SignedDuration::from_hours(1),
+        false,
+    );
     refused(&h, "threshold not met for role `release`: 0 valid");
 }
 
@@ -92,7 +116,10 @@ fn threshold_not_met() {
     let h = host();
     let m = h.manifest("2.0.0");
     h.install_raw(m, None, &["rel1.key"]);
-    refused(&h, "threshold not met for role `release`: 1 valid signature(s) from distinct `release` keys, 2 required");
+    refused(
+        &h,
+        "threshold not met for role `release`: 1 valid signature(s) from distinct `release` keys, 2 required",
+    );
 }
 
 #[test]
@@ -102,7 +129,14 @@ fn channel_pointer_signed_by_a_release_key() {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     v["signatures"] = serde_json::json!([]);
     std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
-    h.f.charter(&["channel", "sign", "--key", "rel1.key", "repo/channels/panel/stable.json"]).ok();
+    h.f.charter(&[
+        "channel",
+        "sign",
+        "--key",
+        "rel1.key",
+        "repo/channels/panel/stable.json",
+    ])
+    .ok();
     refused(&h, "threshold not met for role `channel`: 0 valid");
 }
 
@@ -112,12 +146,18 @@ fn older_version_is_a_rollback_attack() {
     h.update(&["apply"]).ok();
     h.publish("1.5.0", true, "a = 1\n", &[]);
     let before = h.snapshot();
-    h.update(&["apply"]).fails_with("refusing 1.5.0: this host already ran 2.0.0");
+    h.update(&["apply"])
+        .fails_with("refusing 1.5.0: this host already ran 2.0.0");
     assert_eq!(before, h.snapshot());
     assert_eq!(h.current().as_deref(), Some("2.0.0"));
     // A signed instruction to downgrade is honoured.
     let bytes = std::fs::read(h.repo.join("releases/panel/1.5.0/manifest.json")).unwrap();
-    h.point_raw("1.5.0", &bytes, Timestamp::now() + SignedDuration::from_hours(1), true);
+    h.point_raw(
+        "1.5.0",
+        &bytes,
+        Timestamp::now() + SignedDuration::from_hours(1),
+        true,
+    );
     h.update(&["apply"]).ok();
     assert_eq!(h.current().as_deref(), Some("1.5.0"));
 }
@@ -126,7 +166,12 @@ fn older_version_is_a_rollback_attack() {
 fn expired_channel_pointer() {
     let h = host();
     let bytes = std::fs::read(h.repo.join("releases/panel/2.0.0/manifest.json")).unwrap();
-    h.point_raw("2.0.0", &bytes, Timestamp::now() - SignedDuration::from_hours(1), false);
+    h.point_raw(
+        "2.0.0",
+        &bytes,
+        Timestamp::now() - SignedDuration::from_hours(1),
+        false,
+    );
     refused(&h, "channel pointer panel/stable (2.0.0) expired at");
 }
 
@@ -137,7 +182,10 @@ fn expired_manifest() {
     m.released_at = "2020-01-01T00:00:00Z".parse().unwrap();
     m.expires = "2020-02-01T00:00:00Z".parse().unwrap();
     h.install_raw(m, None, &["rel1.key", "rel2.key"]);
-    refused(&h, "manifest for panel 2.0.0 expired at 2020-02-01T00:00:00Z");
+    refused(
+        &h,
+        "manifest for panel 2.0.0 expired at 2020-02-01T00:00:00Z",
+    );
 }
 
 #[test]
@@ -149,7 +197,12 @@ fn pointer_and_manifest_mismatch() {
     let mut m = h.manifest("2.0.0");
     m.security_fix = true;
     h.install_raw(m, None, &["rel1.key", "rel2.key"]);
-    h.point_raw("2.0.0", &original, Timestamp::now() + SignedDuration::from_hours(1), false);
+    h.point_raw(
+        "2.0.0",
+        &original,
+        Timestamp::now() + SignedDuration::from_hours(1),
+        false,
+    );
     refused(&h, "(channel pointer)");
 }
 
@@ -158,7 +211,12 @@ fn pointer_version_and_manifest_version_disagree() {
     let h = host();
     let m1 = std::fs::read(h.repo.join("releases/panel/1.0.0/manifest.json")).unwrap();
     // Pointer says 2.0.0 but pins (and so serves) 1.0.0's manifest.
-    h.point_raw("2.0.0", &m1, Timestamp::now() + SignedDuration::from_hours(1), false);
+    h.point_raw(
+        "2.0.0",
+        &m1,
+        Timestamp::now() + SignedDuration::from_hours(1),
+        false,
+    );
     std::fs::write(h.repo.join("releases/panel/2.0.0/manifest.json"), &m1).unwrap();
     refused(&h, "manifest version names 1.0.0, expected 2.0.0");
 }
@@ -168,13 +226,21 @@ fn endless_artifact() {
     let h = host();
     // Endless bytes that are not zstd: the decoder or the size cap stops
     // them, whichever comes first; either way within the signed size.
-    h.server.set_fault(&h.artifact_url_path("2.0.0"), Fault::Endless, u32::MAX);
+    h.server
+        .set_fault(&h.artifact_url_path("2.0.0"), Fault::Endless, u32::MAX);
     let before = h.snapshot();
     let out = h.update(&["apply"]);
-    assert!(out.stderr.contains("more than the") || out.stderr.contains("corrupt artifact"), "{out:?}");
+    assert!(
+        out.stderr.contains("more than the") || out.stderr.contains("corrupt artifact"),
+        "{out:?}"
+    );
     assert_eq!(before, h.snapshot());
     let reqs = h.server.requests();
-    assert!(reqs.iter().filter(|r| r.path.ends_with(".tar.zst")).all(|r| r.body_bytes_sent < 64 << 20));
+    assert!(
+        reqs.iter()
+            .filter(|r| r.path.ends_with(".tar.zst"))
+            .all(|r| r.body_bytes_sent < 64 << 20)
+    );
 }
 
 #[test]

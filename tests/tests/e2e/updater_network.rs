@@ -12,45 +12,66 @@ fn host() -> Host {
 }
 
 fn artifact_requests(h: &Host) -> Vec<charter_tests::server::Request> {
-    h.server.requests().into_iter().filter(|r| r.path.ends_with(".tar.zst")).collect()
+    h.server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(".tar.zst"))
+        .collect()
 }
 
 #[test]
 fn dropped_connection_resumes_with_range() {
     let h = host();
-    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst")).unwrap().len();
+    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst"))
+        .unwrap()
+        .len();
     // Two drops in a row, at a third and at two thirds.
-    h.server.set_fault(&h.artifact_url_path("1.0.0"), Fault::DropAfter(size / 3), 2);
+    h.server
+        .set_fault(&h.artifact_url_path("1.0.0"), Fault::DropAfter(size / 3), 2);
     h.update(&["apply"]).ok();
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
     h.update(&["verify"]).ok();
     let reqs = artifact_requests(&h);
     assert_eq!(reqs.len(), 3, "{reqs:#?}");
     assert_eq!(reqs[0].header("range"), None);
-    assert_eq!(reqs[1].header("range").map(str::to_owned), Some(format!("bytes={}-", size / 3)));
+    assert_eq!(
+        reqs[1].header("range").map(str::to_owned),
+        Some(format!("bytes={}-", size / 3))
+    );
     assert_eq!(reqs[2].status, 206);
 }
 
 #[test]
 fn stalled_server_times_out_and_resumes() {
     let h = host();
-    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst")).unwrap().len();
-    h.server.set_fault(&h.artifact_url_path("1.0.0"), Fault::StallAfter(size / 2), 1);
+    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst"))
+        .unwrap()
+        .len();
+    h.server.set_fault(
+        &h.artifact_url_path("1.0.0"),
+        Fault::StallAfter(size / 2),
+        1,
+    );
     let t = std::time::Instant::now();
     h.update(&["apply"]).ok();
     // timeout_secs = 2 in the test config: the stall cost about that.
     assert!(t.elapsed() < std::time::Duration::from_secs(30));
     let reqs = artifact_requests(&h);
     assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[1].header("range").map(str::to_owned), Some(format!("bytes={}-", size / 2)));
+    assert_eq!(
+        reqs[1].header("range").map(str::to_owned),
+        Some(format!("bytes={}-", size / 2))
+    );
     h.update(&["verify"]).ok();
 }
 
 #[test]
 fn missing_artifact_is_a_clear_404() {
     let h = host();
-    h.server.set_fault(&h.artifact_url_path("1.0.0"), Fault::Status(404), u32::MAX);
-    h.update(&["apply"]).fails_with("panel-1.0.0.tar.zst: not found");
+    h.server
+        .set_fault(&h.artifact_url_path("1.0.0"), Fault::Status(404), u32::MAX);
+    h.update(&["apply"])
+        .fails_with("panel-1.0.0.tar.zst: not found");
     assert_eq!(h.current(), None);
     // Not retried: a 404 is an answer.
     assert_eq!(artifact_requests(&h).len(), 1);
@@ -59,22 +80,40 @@ fn missing_artifact_is_a_clear_404() {
 #[test]
 fn server_errors_are_retried_then_reported() {
     let h = host();
-    h.server.set_fault("/channels/panel/stable.json", Fault::Status(500), u32::MAX);
-    h.update(&["check"]).fails_with("stable.json: HTTP status 500");
-    let n = h.server.requests().iter().filter(|r| r.path.ends_with("stable.json")).count();
+    h.server
+        .set_fault("/channels/panel/stable.json", Fault::Status(500), u32::MAX);
+    h.update(&["check"])
+        .fails_with("stable.json: HTTP status 500");
+    let n = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("stable.json"))
+        .count();
     assert_eq!(n, 4, "one try and three retries");
     // A transient 503 heals by itself.
-    h.server.set_fault("/channels/panel/stable.json", Fault::Status(503), 2);
+    h.server
+        .set_fault("/channels/panel/stable.json", Fault::Status(503), 2);
     h.update(&["apply"]).ok();
 }
 
 #[test]
 fn wrong_content_length_is_refused() {
     let h = host();
-    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst")).unwrap().len();
-    h.server.set_fault(&h.artifact_url_path("1.0.0"), Fault::WrongContentLength(size + 100), u32::MAX);
+    let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst"))
+        .unwrap()
+        .len();
+    h.server.set_fault(
+        &h.artifact_url_path("1.0.0"),
+        Fault::WrongContentLength(size + 100),
+        u32::MAX,
+    );
     h.update(&["apply"]).fails_with("server announced");
-    h.server.set_fault(&h.artifact_url_path("1.0.0"), Fault::WrongContentLength(size - 100), u32::MAX);
+    h.server.set_fault(
+        &h.artifact_url_path("1.0.0"),
+        Fault::WrongContentLength(size - 100),
+        u32::MAX,
+    );
     h.update(&["apply"]).fails_with("(Content-Length)");
     assert_eq!(h.current(), None);
     h.server.clear_faults();
@@ -88,14 +127,22 @@ fn idle_check_is_one_conditional_request() {
     // trusted (see Validator::usable).
     let p = h.repo.join("channels/panel/stable.json");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    std::fs::File::options().write(true).open(&p).unwrap().set_modified(old).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let first = h.update(&["check", "--json"]).ok().json();
     assert_eq!(first["not_modified"], false);
     let before = h.server.requests().len();
     let second = h.update(&["check", "--json"]).ok().json();
     assert_eq!(second["not_modified"], true);
     let reqs = h.server.requests();
-    let pointer: Vec<_> = reqs[before..].iter().filter(|r| r.path.ends_with("stable.json")).collect();
+    let pointer: Vec<_> = reqs[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("stable.json"))
+        .collect();
     assert_eq!(pointer.len(), 1);
     assert!(pointer[0].header("if-none-match").is_some());
     assert_eq!(pointer[0].status, 304);
@@ -113,19 +160,55 @@ fn root_rotation_is_followed_from_the_repository() {
     h.f.charter(&["key", "generate", "--out", "root2.key"]).ok();
     h.f.charter(&["key", "generate", "--out", "rel3.key"]).ok();
     h.f.charter(&[
-        "root", "rotate", "--from", "root.json", "--out", "2.root.json", "--root-key", "root2.key.pub",
-        "--release-key", "rel3.key.pub", "--key", "root.key", "--key", "root2.key",
+        "root",
+        "rotate",
+        "--from",
+        "root.json",
+        "--out",
+        "2.root.json",
+        "--root-key",
+        "root2.key.pub",
+        "--release-key",
+        "rel3.key.pub",
+        "--key",
+        "root.key",
+        "--key",
+        "root2.key",
     ])
     .ok();
-    h.f.charter(&["repo", "add-root", "repo", "2.root.json"]).ok();
+    h.f.charter(&["repo", "add-root", "repo", "2.root.json"])
+        .ok();
     // A release signed by the new release key only.
     h.tree("2.0.0", true, "a = 1\n");
-    h.f.charter(&["manifest", "create", "--product", "panel", "--version", "2.0.0", "--from", "trees/2.0.0", "--out", "out/2.0.0"]).ok();
-    h.f.charter(&["manifest", "sign", "--key", "rel3.key", "out/2.0.0/manifest.json"]).ok();
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "2.0.0",
+        "--from",
+        "trees/2.0.0",
+        "--out",
+        "out/2.0.0",
+    ])
+    .ok();
+    h.f.charter(&[
+        "manifest",
+        "sign",
+        "--key",
+        "rel3.key",
+        "out/2.0.0/manifest.json",
+    ])
+    .ok();
     h.f.charter(&["repo", "add", "repo", "out/2.0.0"]).ok();
     h.point("stable", "2.0.0");
     let out = h.update(&["apply"]).ok();
-    assert!(out.stderr.contains("trust root rotated from version 1 to 2"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("trust root rotated from version 1 to 2"),
+        "{out:?}"
+    );
     assert_eq!(h.current().as_deref(), Some("2.0.0"));
     // The old release keys no longer count: a manifest signed by them fails
     // (written by hand: `charter repo add` itself refuses it).
