@@ -5,7 +5,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = charter_keys::PublicKey::from_pem(text);
     let limits = charter_keys::Limits {
-        max_scrypt_log_n: 8,
+        max_scrypt_memory: 1 << 20,
         max_pbkdf2_iterations: 1000,
         ..charter_keys::Limits::default()
     };

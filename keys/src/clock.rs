@@ -17,8 +17,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that always answers the same instant (tests, and the CLI's
-/// `--now` for reproducing a verification at a given time).
+/// A clock that always answers the same instant (tests).
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub Timestamp);
 

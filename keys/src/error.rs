@@ -19,9 +19,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A private key (or passphrase) file that group or others may access.
+    /// A private key, passphrase or secret file that group or others may access.
     #[error(
-        "{} has mode {mode:04o}: a private key must not be accessible by group or others; run `chmod 600 {}`",
+        "{} has mode {mode:04o}: a file holding a secret must not be accessible by group or others; run `chmod 600 {}`",
         path.display(),
         path.display()
     )]
@@ -124,7 +124,9 @@ pub enum Error {
     #[error("invalid trust root: {0}")]
     InvalidRoot(String),
     /// A rotated root whose version is not exactly one more than the trusted one.
-    #[error("root version {found} cannot follow trusted version {trusted} (must be exactly {})", trusted + 1)]
+    #[error(
+        "root version {found} cannot follow trusted version {trusted} (must be exactly one more)"
+    )]
     RootVersion {
         /// The trusted root's version.
         trusted: u64,

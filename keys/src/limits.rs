@@ -23,9 +23,10 @@ pub struct Limits {
     /// Largest file `sign-blob`/`verify-blob` hashes whole with pure Ed25519
     /// (default 256 MiB); larger files need Ed25519ph (`--prehash`).
     pub max_pure_blob_bytes: u64,
-    /// Highest scrypt `log2(N)` accepted when decrypting a key file
-    /// (default 20, i.e. 1 GiB of memory with r = 8).
-    pub max_scrypt_log_n: u8,
+    /// Most memory scrypt may use (128 * N * r bytes) when decrypting a key
+    /// file (default 256 MiB; charter's own files use 16 MiB). Also caps
+    /// p at 16.
+    pub max_scrypt_memory: u64,
     /// Highest PBKDF2 iteration count accepted when decrypting a key file
     /// (default 10,000,000).
     pub max_pbkdf2_iterations: u32,
@@ -41,7 +42,7 @@ impl Default for Limits {
             max_root_rotations: 64,
             max_key_file_bytes: 64 << 10,
             max_pure_blob_bytes: 256 << 20,
-            max_scrypt_log_n: 20,
+            max_scrypt_memory: 256 << 20,
             max_pbkdf2_iterations: 10_000_000,
         }
     }

@@ -276,7 +276,7 @@ impl VerifiedRoot {
         let verified = env.verify(PAYLOAD_ROOT, &self.role_keys(Role::Root))?;
         let doc = RootDocument::from_payload(verified.payload)?;
         let keys = doc.validate(limits)?;
-        if doc.version != self.doc.version + 1 {
+        if Some(doc.version) != self.doc.version.checked_add(1) {
             return Err(Error::RootVersion {
                 trusted: self.doc.version,
                 found: doc.version,

@@ -229,15 +229,17 @@ fn check_kdf_cost(scheme: &EncryptionScheme, name: &Path, limits: &Limits) -> Re
         ));
     };
     if let Some(s) = params.kdf.scrypt() {
-        let max_n = 1u64 << limits.max_scrypt_log_n;
-        if s.cost_parameter > max_n || s.block_size > 32 || s.parallelization > 16 {
+        let memory = 128u64
+            .saturating_mul(s.cost_parameter)
+            .saturating_mul(u64::from(s.block_size));
+        if memory > limits.max_scrypt_memory || s.parallelization > 16 {
             return Err(Error::KdfTooExpensive {
                 path: name.to_owned(),
                 what: format!(
                     "scrypt N={} r={} p={}",
                     s.cost_parameter, s.block_size, s.parallelization
                 ),
-                max: format!("N={max_n} r=32 p=16"),
+                max: format!("{} MiB of memory and p=16", limits.max_scrypt_memory >> 20),
             });
         }
     } else if let Some(p) = params.kdf.pbkdf2() {

@@ -283,10 +283,10 @@ mod keyfile {
     fn expensive_kdf_refused_before_work() {
         let key = SecretKey::generate().unwrap();
         let pem = key.to_pem(Protection::Passphrase(b"pw")).unwrap();
-        // The default file uses scrypt N = 2^14; a limit of 2^10 must refuse
-        // it without asking for the passphrase.
+        // The default file uses scrypt N = 2^14, r = 8 (16 MiB); a limit of
+        // 1 MiB must refuse it without asking for the passphrase.
         let limits = Limits {
-            max_scrypt_log_n: 10,
+            max_scrypt_memory: 1 << 20,
             ..Limits::default()
         };
         let err = SecretKey::from_pem(&pem, std::path::Path::new("k.pem"), &limits, || {

@@ -148,9 +148,11 @@ pub fn duration_secs(text: &str) -> Result<u32> {
 /// Prints a JSON value on stdout.
 pub fn print_json(v: &serde_json::Value) -> Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
+    // Serialize first, then write: a closed pipe then surfaces as an
+    // io::Error, which main treats as success.
+    let mut text = serde_json::to_vec_pretty(v)?;
+    text.push(b'\n');
+    std::io::stdout().lock().write_all(&text)?;
     Ok(())
 }
 

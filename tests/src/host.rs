@@ -280,12 +280,7 @@ impl Host {
     }
 
     /// Installed tree and host state snapshot (for "nothing changed").
-    pub fn snapshot(
-        &self,
-    ) -> (
-        std::collections::BTreeMap<PathBuf, (u64, u32, i64, u64)>,
-        serde_json::Value,
-    ) {
+    pub fn snapshot(&self) -> (crate::Snapshot, serde_json::Value) {
         let st = std::fs::read(self.root.join("state/state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

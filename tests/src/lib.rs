@@ -97,9 +97,12 @@ pub fn charter(cwd: &Path, args: &[&str]) -> Output {
     run("charter", cwd, args)
 }
 
+/// A directory's contents: path -> (size, mode, mtime ns, content hash).
+pub type Snapshot = BTreeMap<PathBuf, (u64, u32, i64, u64)>;
+
 /// Every path under `dir` with its size, mode, mtime and content digest:
 /// equal snapshots mean nothing was written, removed or changed.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, u32, i64, u64)> {
+pub fn snapshot(dir: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

@@ -183,9 +183,50 @@ pub struct HealthCheck {
     pub interval_secs: u32,
 }
 
+impl HealthCheck {
+    /// Bounds every number (an hour per attempt, 100 retries, an hour
+    /// between attempts) and the probe's shape.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.timeout_secs == 0 || self.timeout_secs > 3600 {
+            return Err(format!(
+                "health check timeout {}s is not within 1..=3600",
+                self.timeout_secs
+            ));
+        }
+        if self.retries > 100 {
+            return Err(format!(
+                "health check retries {} is more than 100",
+                self.retries
+            ));
+        }
+        if self.interval_secs > 3600 {
+            return Err(format!(
+                "health check interval {}s is more than 3600",
+                self.interval_secs
+            ));
+        }
+        match &self.probe {
+            Probe::Http { expect_status, .. } if !(100..=599).contains(expect_status) => Err(
+                format!("health check status {expect_status} is not an HTTP status"),
+            ),
+            Probe::Command { argv }
+                if argv
+                    .first()
+                    .is_some_and(|a| !a.starts_with('/') && ArchivePath::new(a, 4096).is_err()) =>
+            {
+                Err(format!(
+                    "health check command `{}` must be absolute or a path inside the release",
+                    argv[0]
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One health probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Probe {
     /// An HTTP GET that must answer `expect_status`.
     Http {
@@ -344,6 +385,7 @@ impl Manifest {
         compile_globs(&self.preserve)?;
         compile_globs(&self.config)?;
         if let Some(hc) = &self.health_check {
+            hc.validate().map_err(Error::InvalidManifest)?;
             match &hc.probe {
                 Probe::Http { url, .. }
                     if !(url.starts_with("http://") || url.starts_with("https://")) =>
@@ -356,6 +398,22 @@ impl Manifest {
                 _ => {}
             }
         }
+        let expected_name = format!("{}-{}.{}", self.product, self.version, a.format.extension());
+        if a.name != expected_name {
+            return bad(format!(
+                "artifact name `{}` should be `{expected_name}`",
+                a.name
+            ));
+        }
+        let links: BTreeMap<&str, &str> = self
+            .files
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Symlink { path, target } => Some((path.as_str(), target.as_str())),
+                _ => None,
+            })
+            .collect();
+        let config_globs = compile_globs(&self.config)?;
         let mut dirs = BTreeSet::new();
         let mut prev: Option<&ArchivePath> = None;
         for e in &self.files {
@@ -382,10 +440,17 @@ impl Manifest {
                     check_mode(path, *mode)?;
                     dirs.insert(path.as_str());
                 }
-                Entry::File { mode, .. } => check_mode(path, *mode)?,
+                Entry::File { mode, kind, .. } => {
+                    check_mode(path, *mode)?;
+                    if (*kind == FileKind::Config) != config_globs.is_match(path.as_str()) {
+                        return bad(format!(
+                            "`{path}` has kind {kind:?}, which disagrees with the config globs"
+                        ));
+                    }
+                }
                 Entry::Symlink { target, .. } => {
                     if target.len() > limits.max_path_bytes
-                        || path.resolve_link_target(target).is_none()
+                        || crate::path::resolve_in_tree(path, target, &links).is_none()
                     {
                         return Err(Error::SymlinkEscape {
                             path: path.as_str().into(),

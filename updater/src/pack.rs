@@ -3,7 +3,6 @@
 //! (zstd) and hashes the compressed output as it is written
 //! (docs/SPEC.md §6.4).
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -140,6 +139,28 @@ pub fn create(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Created> {
     validate_product(&opts.product)?;
+    let levels = match opts.format {
+        ArtifactFormat::TarZst => 1..=19,
+        ArtifactFormat::TarGz => 0..=9,
+    };
+    if !levels.contains(&opts.level) {
+        return Err(Error::InvalidInput {
+            what: "compression level",
+            reason: format!(
+                "{} for {}; use {}..={}",
+                opts.level,
+                opts.format.extension(),
+                levels.start(),
+                levels.end()
+            ),
+        });
+    }
+    if let Some(hc) = &opts.health_check {
+        hc.validate().map_err(|reason| Error::InvalidInput {
+            what: "health check",
+            reason,
+        })?;
+    }
     if opts.expires <= opts.released_at {
         return Err(Error::InvalidInput {
             what: "expiry",
@@ -319,7 +340,20 @@ fn write_tar<W: Write>(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(mode);
                 header.set_size(size);
-                let file = File::open(&full).map_err(|e| Error::io("read", &full, e))?;
+                // O_NOFOLLOW, then fstat: a file swapped for a symlink (or
+                // anything else) since the walk is refused, not followed.
+                let file = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                        .open(&full)
+                        .map_err(|e| Error::io("read", &full, e))?
+                };
+                let md = file.metadata().map_err(|e| Error::io("stat", &full, e))?;
+                if !md.is_file() {
+                    return Err(Error::FileChanged { path: full });
+                }
                 let mut reader = HashingReader {
                     inner: file.take(size),
                     hasher: Sha256::new(),

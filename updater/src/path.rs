@@ -37,6 +37,9 @@ impl ArchivePath {
         if s.contains('\\') {
             return refuse("backslash in path");
         }
+        if s.chars().any(char::is_control) {
+            return refuse("control character in path");
+        }
         for part in s.split('/') {
             match part {
                 "" => return refuse("empty path component (`//` or trailing `/`)"),
@@ -103,6 +106,61 @@ impl ArchivePath {
     }
 }
 
+/// Most symlinks followed while resolving one path (as the kernel's
+/// MAXSYMLINKS).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Resolves the target of the symlink at `link` as the kernel would inside
+/// a chroot at the tree's top, following the other symlinks of the tree
+/// (`links`: path -> target) through every component. Returns the path it
+/// ends at, or `None` when any step leaves the tree (an absolute target, a
+/// `..` above the top, even through another link) or when links loop.
+/// This catches chains that each look harmless alone: `a/u -> ..` with
+/// `a/v -> u/..` escapes although both targets resolve lexically inside.
+pub fn resolve_in_tree(
+    link: &ArchivePath,
+    target: &str,
+    links: &std::collections::BTreeMap<&str, &str>,
+) -> Option<String> {
+    let mut stack: Vec<String> = link
+        .parent()
+        .map(|p| p.split('/').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut pending: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let push_target = |pending: &mut std::collections::VecDeque<String>, t: &str| -> Option<()> {
+        if t.is_empty() || t.starts_with('/') || t.contains('\0') {
+            return None;
+        }
+        for (i, c) in t.split('/').enumerate() {
+            pending.insert(i, c.to_owned());
+        }
+        Some(())
+    };
+    push_target(&mut pending, target)?;
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.as_str() {
+            "" | "." => {}
+            ".." => {
+                stack.pop()?;
+            }
+            _ => {
+                stack.push(c);
+                let here = stack.join("/");
+                if let Some(t) = links.get(here.as_str()) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return None;
+                    }
+                    stack.pop();
+                    push_target(&mut pending, t)?;
+                }
+            }
+        }
+    }
+    Some(stack.join("/"))
+}
+
 impl fmt::Display for ArchivePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -158,6 +216,47 @@ mod tests {
         for good in ["a", "bin/panel", ".hidden/x", "a..b", "..a"] {
             assert_eq!(ArchivePath::new(good, 4096).unwrap().as_str(), good);
         }
+    }
+
+    #[test]
+    fn chained_links_cannot_escape() {
+        let mut links = std::collections::BTreeMap::new();
+        links.insert("a/u", "..");
+        links.insert("a/v", "u/..");
+        let v = ArchivePath::new("a/v", 4096).unwrap();
+        assert_eq!(
+            v.resolve_link_target("u/..").as_deref(),
+            Some("a"),
+            "lexically harmless"
+        );
+        assert_eq!(
+            resolve_in_tree(&v, "u/..", &links),
+            None,
+            "but escapes through a/u"
+        );
+        let u = ArchivePath::new("a/u", 4096).unwrap();
+        assert_eq!(resolve_in_tree(&u, "..", &links).as_deref(), Some(""));
+        // A loop is refused.
+        let mut looped = std::collections::BTreeMap::new();
+        looped.insert("x", "y");
+        looped.insert("y", "x");
+        let x = ArchivePath::new("x", 4096).unwrap();
+        assert_eq!(resolve_in_tree(&x, "y", &looped), None);
+        // Ordinary chains resolve.
+        let mut ok = std::collections::BTreeMap::new();
+        ok.insert("bin/tool", "../lib/tool");
+        ok.insert("lib/tool", "real/tool");
+        let t = ArchivePath::new("bin/tool", 4096).unwrap();
+        assert_eq!(
+            resolve_in_tree(&t, "../lib/tool", &ok).as_deref(),
+            Some("lib/real/tool")
+        );
+    }
+
+    #[test]
+    fn control_characters_refused() {
+        assert!(ArchivePath::new("a\nb", 4096).is_err());
+        assert!(ArchivePath::new("a\u{7f}", 4096).is_err());
     }
 
     #[test]

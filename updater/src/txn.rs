@@ -591,7 +591,11 @@ impl Updater {
     /// rename, and apart from it so a refused release leaves `releases/`
     /// untouched.
     fn staging_dir(&self, v: &Version) -> PathBuf {
-        self.cfg.paths.install_root.join(".staging").join(format!("{v}.partial"))
+        self.cfg
+            .paths
+            .install_root
+            .join(".staging")
+            .join(format!("{v}.partial"))
     }
 
     fn abort_staging(&self, to: &Version) {

@@ -124,7 +124,13 @@ fn verify(ctx: &Ctx, trusted: Option<&Path>, files: &[PathBuf]) -> Result<()> {
     let (last, rotations) = match result {
         Ok(r) => r,
         Err(e) => {
-            let at = names.get(taken).unwrap_or(&start);
+            // Expiry is checked on the last root reached; other failures
+            // happen at the file being rotated to.
+            let at = if matches!(e, charter_keys::Error::Expired { .. }) {
+                names.last().unwrap_or(&start)
+            } else {
+                names.get(taken).unwrap_or(&start)
+            };
             return Err(anyhow::Error::new(e).context(format!("{} is not verified", at.display())));
         }
     };

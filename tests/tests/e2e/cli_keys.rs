@@ -78,7 +78,7 @@ fn readable_private_key_refused_with_mode_and_fix() {
     let out = charter(d.path(), &["sign-blob", "--key", "k.key", "f"]);
     assert_eq!(
         out.stderr.trim_end(),
-        "charter: error: k.key has mode 0644: a private key must not be accessible by group or others; run `chmod 600 k.key`"
+        "charter: error: k.key has mode 0644: a file holding a secret must not be accessible by group or others; run `chmod 600 k.key`"
     );
     assert_eq!(out.code, 1);
 }

@@ -73,7 +73,7 @@ fn artifact_swapped_for_another_valid_one() {
         if same_size {
             "sha256"
         } else {
-            "bytes, expected"
+            "panel-2.0.0.tar.zst"
         },
     );
 }
