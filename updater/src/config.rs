@@ -36,6 +36,18 @@ pub struct Config {
     /// Update behaviour.
     #[serde(default)]
     pub update: Update,
+    /// When the product is charter itself: replace the running updater
+    /// with the one in the new release after a successful update.
+    #[serde(default)]
+    pub self_update: Option<SelfUpdate>,
+}
+
+/// Self-update: charter's own binaries are a release like any other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfUpdate {
+    /// Path of the new `charter-update` inside the release tree.
+    pub binary: String,
 }
 
 /// The release repository.
@@ -201,6 +213,10 @@ impl Config {
             ));
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
+        if let Some(su) = &cfg.self_update {
+            crate::path::ArchivePath::new(&su.binary, 4096)
+                .map_err(|e| bad(format!("self_update.binary: {e}")))?;
+        }
         Ok(cfg)
     }
 

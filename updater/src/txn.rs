@@ -726,7 +726,31 @@ impl Updater {
         self.state.clear_journal()?;
         self.prune(&st)?;
         (self.notes)(&format!("{} {to} installed", self.cfg.product));
+        self.self_update(&to);
         Ok(())
+    }
+
+    /// Replaces the running `charter-update` with the one the committed
+    /// release ships (self-replace: a copy next to the running executable,
+    /// then one rename over it). Only after the release was found healthy;
+    /// a failure is reported and leaves the old binary in place.
+    fn self_update(&self, v: &Version) {
+        let Some(su) = &self.cfg.self_update else {
+            return;
+        };
+        let new = self.release_dir(v).join(&su.binary);
+        let result = match std::fs::symlink_metadata(&new) {
+            Ok(md) if md.is_file() => self_replace::self_replace(&new).map_err(|e| e.to_string()),
+            Ok(_) => Err("not a regular file".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => (self.notes)(&format!("charter-update replaced by {}", new.display())),
+            Err(e) => (self.notes)(&format!(
+                "self-update from {} failed (old binary kept): {e}",
+                new.display()
+            )),
+        }
     }
 
     // ---- rollback ----------------------------------------------------

@@ -267,3 +267,58 @@ fn two_runs_at_once_the_second_is_told() {
     let _ = first.wait();
     out.fails_with("another charter-update is running (pid ");
 }
+
+#[test]
+fn self_update_replaces_the_running_updater() {
+    let h = Host::with_config("[self_update]\nbinary = \"bin/charter-update\"\n");
+    // The running updater is a copy, so the test can watch it be replaced.
+    let running = h.path().join("charter-update");
+    std::fs::copy(charter_tests::bin("charter-update"), &running).unwrap();
+    // The release ships "a new charter-update": the same program with a
+    // marker appended (an ELF file still runs with trailing bytes).
+    let t = h.tree("1.0.0", true, "a = 1\n");
+    let mut new = std::fs::read(&running).unwrap();
+    new.extend_from_slice(b"\ncharter-update 1.0.0 marker\n");
+    std::fs::write(t.join("bin/charter-update"), &new).unwrap();
+    std::fs::set_permissions(
+        t.join("bin/charter-update"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "1.0.0",
+        "--from",
+        "trees/1.0.0",
+        "--out",
+        "out/1.0.0",
+    ])
+    .ok();
+    for k in ["rel1.key", "rel2.key"] {
+        h.f.charter(&["manifest", "sign", "--key", k, "out/1.0.0/manifest.json"])
+            .ok();
+    }
+    h.f.charter(&["repo", "add", "repo", "out/1.0.0"]).ok();
+    h.point("stable", "1.0.0");
+    let out = std::process::Command::new(&running)
+        .arg("apply")
+        .env("CHARTER_CONFIG", &h.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("charter-update replaced by"));
+    assert_eq!(std::fs::read(&running).unwrap(), new);
+    let v = std::process::Command::new(&running)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+}
