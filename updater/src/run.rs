@@ -84,16 +84,23 @@ pub fn run_command(
         what: what.into(),
         reason: format!("cannot start `{prog}`: {e}"),
     })?;
-    // Collect output on threads so a chatty command cannot block on a full pipe.
+    // Collect output on threads so a chatty command cannot block on a full
+    // pipe. A command that leaves a daemon holding its stdout would keep the
+    // pipe open forever: after the command exits, output is awaited only
+    // briefly.
     let collect = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(mut r) = r {
                 let _ = r.by_ref().take(64 << 10).read_to_end(&mut out);
+                let _ = tx.send(out);
                 let _ = std::io::copy(&mut r, &mut std::io::sink());
+            } else {
+                let _ = tx.send(out);
             }
-            out
-        })
+        });
+        rx
     };
     let out_t = collect(
         child
@@ -129,8 +136,9 @@ pub fn run_command(
             }
         }
     };
-    let mut output = out_t.join().unwrap_or_default();
-    output.extend(err_t.join().unwrap_or_default());
+    let grace = Duration::from_millis(500);
+    let mut output = out_t.recv_timeout(grace).unwrap_or_default();
+    output.extend(err_t.recv_timeout(grace).unwrap_or_default());
     let tail = tail_lines(&output, 5);
     match status {
         None => Err(Error::Command {
