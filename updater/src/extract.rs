@@ -120,7 +120,7 @@ pub fn tar_bound(manifest: &Manifest) -> u64 {
 /// size equal the manifest's. Files are created with `O_EXCL|O_NOFOLLOW`.
 /// On error, the caller removes `staging`.
 pub fn extract(
-    artifact: &mut dyn Read,
+    artifact: &mut (dyn Read + Send),
     manifest: &Manifest,
     staging: &Path,
     limits: &Limits,
@@ -130,41 +130,49 @@ pub fn extract(
         .mode(0o700)
         .create(staging)
         .map_err(|e| Error::io("create", staging, e))?;
-
-    let mut tap = Tap {
-        inner: artifact,
-        hasher: Sha256::new(),
-        count: 0,
-    };
     let max = tar_bound(manifest);
-    let staged = {
-        let decoder: Box<dyn Read + '_> = match manifest.artifact.format {
-            ArtifactFormat::TarZst => Box::new(
-                zstd::stream::read::Decoder::new(&mut tap)
-                    .map_err(|e| Error::io("start zstd for", staging, e))?,
-            ),
-            ArtifactFormat::TarGz => Box::new(flate2::read::GzDecoder::new(&mut tap)),
+    let format = manifest.artifact.format;
+
+    // Two stages on two threads, like `curl | zstd -d | tar -x` but with
+    // every byte checked: the producer downloads, hashes the compressed
+    // bytes and decompresses; this thread parses the tar stream, hashes and
+    // writes each file. Chunks travel through a small bounded queue, so
+    // memory stays flat whatever the artifact's size.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let (unpacked, produced) = std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(artifact, format, max, &tx));
+        let mut reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
         };
-        let mut bounded = Bounded {
-            inner: decoder,
-            left: max,
-            max,
-        };
-        let staged = unpack(&mut bounded, &expected, staging, limits)?;
-        // Read what follows the end-of-archive blocks, so the compressed
-        // frame is complete (and its own checksum checked).
-        io::copy(&mut bounded, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
-        staged
+        let unpacked = unpack(&mut reader, &expected, staging, limits).and_then(|st| {
+            // Whatever follows the end-of-archive blocks is read too, so the
+            // compressed frame is complete (and its checksum checked).
+            io::copy(&mut reader, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
+            Ok(st)
+        });
+        drop(reader);
+        let produced = producer.join().unwrap_or(Err(None));
+        (unpacked, produced)
+    });
+    let staged = unpacked?;
+    let (digest, count) = match produced {
+        Ok(r) => r,
+        Err(Some(e)) => return Err(stream_error(staging, e)),
+        Err(None) => {
+            return Err(Error::Corrupt {
+                path: staging.to_owned(),
+                reason: "the download stage stopped".into(),
+            });
+        }
     };
-    // Any raw bytes after the compressed frame still count toward the digest.
-    io::copy(&mut tap, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
-    let digest = Sha256Digest(tap.hasher.finalize().into());
     let artifact = &manifest.artifact;
-    if tap.count != artifact.size {
+    if count != artifact.size {
         return Err(Error::SizeMismatch {
             what: format!("artifact {}", artifact.name),
             expected: artifact.size,
-            found: tap.count,
+            found: count,
         });
     }
     if digest != artifact.sha256 {
@@ -175,6 +183,94 @@ pub fn extract(
         });
     }
     Ok(staged)
+}
+
+/// The download stage: raw bytes -> SHA-256 and count -> decompressor ->
+/// bound -> 1 MiB chunks on `tx`. Errors travel down the queue (the tar
+/// stage reports them); the return value carries the digest, or the error
+/// when it could not be sent (`None` when the tar stage had already
+/// stopped).
+fn produce(
+    artifact: &mut (dyn Read + Send),
+    format: ArtifactFormat,
+    max: u64,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> std::result::Result<(Sha256Digest, u64), Option<io::Error>> {
+    let mut tap = Tap {
+        inner: artifact,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let fail = |e: io::Error| match tx.send(Err(e)) {
+        Ok(()) => Err(None),
+        Err(std::sync::mpsc::SendError(Err(e))) => Err(Some(e)),
+        Err(_) => Err(None),
+    };
+    {
+        let decoder: Box<dyn Read + '_> = match format {
+            ArtifactFormat::TarZst => match zstd::stream::read::Decoder::new(&mut tap) {
+                Ok(d) => Box::new(d),
+                Err(e) => return fail(e),
+            },
+            ArtifactFormat::TarGz => Box::new(flate2::read::GzDecoder::new(&mut tap)),
+        };
+        let mut bounded = Bounded {
+            inner: decoder,
+            left: max,
+            max,
+        };
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            // Fill whole chunks: fewer, larger messages.
+            while filled < buf.len() {
+                match bounded.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return fail(e),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            if tx.send(Ok(buf)).is_err() {
+                return Err(None);
+            }
+        }
+    }
+    // Raw bytes after the compressed frame still count toward the digest.
+    if let Err(e) = io::copy(&mut tap, &mut io::sink()) {
+        return fail(e);
+    }
+    Ok((Sha256Digest(tap.hasher.finalize().into()), tap.count))
+}
+
+/// The tar stage's view of the queue.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn stream_error(staging: &Path, e: io::Error) -> Error {
