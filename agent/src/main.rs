@@ -1,15 +1,322 @@
-//! `charter-agent`: the license agent. Skeleton: licensing lands with the
-//! agent issue.
+//! `charter-agent`: the license agent. `run` is the daemon; the other
+//! commands are for scripts and operators.
 
-use clap::Parser;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-/// Enforce signed licenses on this host (work in progress).
+use anyhow::{Context, Result, bail};
+use charter_agent::config::Config;
+use charter_agent::daemon::Agent;
+use charter_keys::SystemClock;
+use clap::{Parser, Subcommand};
+
+/// Enforce signed licenses on this host.
 #[derive(Debug, Parser)]
-#[command(name = "charter-agent", version, about)]
-struct Cli {}
+#[command(name = "charter-agent", version, about, max_term_width = 100)]
+struct Cli {
+    /// Config file (default: $CHARTER_AGENT_CONFIG, then /etc/charter/agent.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!("charter-agent: licensing is not implemented yet");
-    std::process::exit(2);
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the agent (the service's main process).
+    Run,
+    /// License state, reasons, features and limits (asks the running agent).
+    Status,
+    /// Exit 0 if the feature is on, 1 if off, 2 on error.
+    CheckFeature {
+        /// Feature name.
+        name: String,
+    },
+    /// Exit 0 if VALUE is within the limit NAME, 1 if not, 2 on error.
+    CheckLimit {
+        /// Limit name.
+        name: String,
+        /// Value to check.
+        value: i64,
+    },
+    /// Print this host's fingerprint for the product (for license binding).
+    Fingerprint,
+    /// Ask the agent to run an update action through the updater's door.
+    Update {
+        /// check, apply or rollback.
+        action: String,
+    },
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check the audit log's hash chain against the authenticated state.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let check = matches!(
+        cli.command,
+        Cmd::CheckFeature { .. } | Cmd::CheckLimit { .. }
+    );
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "charter-agent: error: {err:#}");
+            ExitCode::from(if check { 2 } else { 1 })
+        }
+    }
+}
+
+fn load_config(flag: Option<&Path>) -> Result<Config> {
+    let path = Config::locate(flag);
+    Config::load(&path).with_context(|| format!("cannot load the config (from {})", path.display()))
+}
+
+/// One request to the running agent over its socket.
+fn ask(socket: &Path, method: &str, path: &str) -> Result<(u16, serde_json::Value)> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the agent at {} (is `charter-agent run` running?)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.take(1 << 20).read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null);
+    Ok((code, json))
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(v)?;
+    text.push(b'\n');
+    std::io::stdout().lock().write_all(&text)?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let cfg = load_config(cli.config.as_deref())?;
+    let socket = cfg.paths.socket.clone();
+    match cli.command {
+        Cmd::Run => daemon(cfg),
+        Cmd::Fingerprint => {
+            let fp = charter_agent::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint)?;
+            if cli.json {
+                print_json(&serde_json::json!({"product": cfg.product, "fingerprint": fp}))?;
+            } else {
+                println!("{fp}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status => {
+            let (code, v) = ask(&socket, "GET", "/v1/license")?;
+            if code != 200 {
+                bail!(
+                    "the agent answered {code}: {}",
+                    v["error"].as_str().unwrap_or("")
+                );
+            }
+            if cli.json {
+                print_json(&v)?;
+            } else {
+                println!("state:     {}", v["state"].as_str().unwrap_or("?"));
+                for r in v["reasons"].as_array().into_iter().flatten() {
+                    println!("reason:    {}", r.as_str().unwrap_or(""));
+                }
+                for w in v["warnings"].as_array().into_iter().flatten() {
+                    println!("warning:   {}", w.as_str().unwrap_or(""));
+                }
+                if let Some(id) = v["license_id"].as_str() {
+                    println!("license:   {id} ({})", v["customer"].as_str().unwrap_or(""));
+                    println!("expires:   {}", v["expires_at"].as_str().unwrap_or(""));
+                }
+                let features: Vec<&str> = v["features"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str())
+                    .collect();
+                println!(
+                    "features:  {}",
+                    if features.is_empty() {
+                        "none".into()
+                    } else {
+                        features.join(", ")
+                    }
+                );
+                if let Some(l) = v["limits"].as_object() {
+                    for (k, n) in l {
+                        println!("limit:     {k} = {n}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CheckFeature { name } => {
+            let (code, v) = ask(&socket, "GET", &format!("/v1/features/{name}"))?;
+            if code != 200 {
+                bail!(
+                    "the agent answered {code}: {}",
+                    v["error"].as_str().unwrap_or("")
+                );
+            }
+            if cli.json {
+                print_json(&v)?;
+            }
+            Ok(if v["enabled"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::CheckLimit { name, value } => {
+            let (code, v) = ask(&socket, "GET", &format!("/v1/limits/{name}?value={value}"))?;
+            if code != 200 {
+                bail!(
+                    "the agent answered {code}: {}",
+                    v["error"].as_str().unwrap_or("")
+                );
+            }
+            if cli.json {
+                print_json(&v)?;
+            } else if v["allowed"] != true {
+                eprintln!("{}", v["reason"].as_str().unwrap_or("not allowed"));
+            }
+            Ok(if v["allowed"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Update { action } => {
+            let (code, v) = ask(&socket, "POST", &format!("/v1/update/{action}"))?;
+            if cli.json {
+                print_json(&v)?;
+            }
+            if code != 202 {
+                bail!(
+                    "the agent answered {code}: {}",
+                    v["error"].as_str().unwrap_or("")
+                );
+            }
+            // Wait for the job to finish, then report it.
+            let t = Instant::now();
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let (_, s) = ask(&socket, "GET", "/v1/update")?;
+                if !s["job"]["finished"].is_null() {
+                    if !cli.json {
+                        println!("{action}: exit {}", s["job"]["exit_code"]);
+                        println!("{}", serde_json::to_string_pretty(&s["job"]["output"])?);
+                    }
+                    return Ok(if s["job"]["exit_code"] == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
+                }
+                if t.elapsed() > Duration::from_secs(cfg.update.timeout_secs) {
+                    bail!("the update job did not finish in time");
+                }
+            }
+        }
+        Cmd::Audit(AuditCmd::Verify) => {
+            let agent = Agent::load(cfg, Box::new(SystemClock))?;
+            let r = agent.verify_audit()?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?)?;
+            } else {
+                match &r.problem {
+                    None => println!("audit log OK: {} line(s)", r.lines),
+                    Some(p) => println!("audit log NOT OK after {} line(s): {p}", r.lines),
+                }
+            }
+            Ok(if r.problem.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn daemon(cfg: Config) -> Result<ExitCode> {
+    let socket = cfg.paths.socket.clone();
+    let refresh = Duration::from_secs(cfg.status.refresh_secs);
+    let jitter = cfg.status.jitter_secs;
+    let agent = Agent::load(cfg, Box::new(SystemClock))?;
+    let e = agent.evaluation();
+    eprintln!(
+        "charter-agent: license state {} {}",
+        e.state,
+        e.reasons.join("; ")
+    );
+    let shared = charter_agent::api::Shared::new(agent);
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    // Anyone may connect; SO_PEERCRED decides who gets answers (403 for the
+    // rest), which gives callers a clear error instead of EACCES.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+    let server = std::sync::Arc::clone(&shared);
+    std::thread::spawn(move || charter_agent::api::serve(listener, server));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    eprintln!("charter-agent: serving on {}", socket.display());
+    let mut next_refresh = Instant::now();
+    loop {
+        if Instant::now() >= next_refresh {
+            let r = shared.with_agent(|a| a.refresh_status());
+            if let Err(e) = r {
+                eprintln!("charter-agent: status refresh failed: {e}");
+            }
+            let mut j = [0u8; 8];
+            let _ = getrandom::fill(&mut j);
+            let extra = if jitter == 0 {
+                0
+            } else {
+                u64::from_le_bytes(j) % jitter
+            };
+            next_refresh = Instant::now() + refresh + Duration::from_secs(extra);
+        }
+        let notes = shared.with_agent(|a| {
+            if let Err(e) = a.reload_license_if_changed() {
+                eprintln!("charter-agent: license reload failed: {e}");
+            }
+            if let Err(e) = a.evaluate_and_record("tick") {
+                eprintln!("charter-agent: evaluation failed: {e}");
+            }
+            a.take_notes()
+        });
+        for n in notes {
+            eprintln!("charter-agent: {n}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

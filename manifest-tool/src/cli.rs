@@ -39,6 +39,9 @@ pub enum Command {
     /// Lay out and check a static release repository.
     #[command(subcommand)]
     Repo(RepoCmd),
+    /// Issue licenses and status documents; inspect them.
+    #[command(subcommand)]
+    License(LicenseCmd),
     /// Hash every file of a directory (sha256sum format, or --json entries).
     HashTree(HashTreeArgs),
     /// Sign a file: prints a base64 Ed25519 signature (as cosign sign-blob).
@@ -358,4 +361,91 @@ pub enum RepoCmd {
         #[arg(long, value_name = "FILE")]
         root: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCmd {
+    /// Write a signed license.
+    Issue(Box<IssueArgs>),
+    /// Write a signed status document for a license.
+    Status {
+        /// License key(s) to sign with; repeat to reach a threshold.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The license it speaks of.
+        #[arg(long)]
+        license_id: String,
+        /// active, suspended or revoked.
+        #[arg(long)]
+        state: String,
+        /// Why (shown to the operator).
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long hosts may rely on it (duration or RFC 3339 time).
+        #[arg(long, default_value = "7d")]
+        valid_for: String,
+        /// Output file (replaced atomically: status documents are reissued).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Show a license or status document, verified against a root.
+    Inspect {
+        /// The trust root.
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+        /// The document.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// License key(s) to sign with; repeat to reach a threshold.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// License id (stable across reissues).
+    #[arg(long)]
+    pub license_id: String,
+    /// Serial; must rise with every reissue.
+    #[arg(long)]
+    pub serial: u64,
+    /// Customer name.
+    #[arg(long)]
+    pub customer: String,
+    /// Product.
+    #[arg(long)]
+    pub product: String,
+    /// Not valid before (RFC 3339; default now).
+    #[arg(long)]
+    pub not_before: Option<String>,
+    /// Expiry: a duration from now (365d) or an RFC 3339 time.
+    #[arg(long)]
+    pub expires: String,
+    /// Grace period after expiry or going offline.
+    #[arg(long, default_value = "14d")]
+    pub grace: String,
+    /// Releases dated after this are not entitled (default: the expiry).
+    #[arg(long)]
+    pub updates_until: Option<String>,
+    /// Security-fix releases stay entitled after updates-until.
+    #[arg(long)]
+    pub security_updates_after: bool,
+    /// Feature name; repeat.
+    #[arg(long = "feature", value_name = "NAME")]
+    pub features: Vec<String>,
+    /// Limit as NAME=INTEGER; repeat.
+    #[arg(long = "limit", value_name = "NAME=N")]
+    pub limits: Vec<String>,
+    /// Host fingerprint (`charter-agent fingerprint`); repeat. None: floating.
+    #[arg(long = "machine", value_name = "FINGERPRINT")]
+    pub machines: Vec<String>,
+    /// Longest the host may go without a fresh status (needs --status-url).
+    #[arg(long)]
+    pub max_offline: Option<String>,
+    /// Where the signed status document is served.
+    #[arg(long)]
+    pub status_url: Option<String>,
+    /// Output file (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }

@@ -8,6 +8,7 @@ use crate::util::PassphraseSource;
 mod blob;
 mod channel;
 mod key;
+mod license;
 mod manifest;
 mod repo;
 mod root;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Manifest(c) => manifest::run(&ctx, c),
         Command::Channel(c) => channel::run(&ctx, c),
         Command::Repo(c) => repo::run(&ctx, c),
+        Command::License(c) => license::run(&ctx, c),
         Command::HashTree(a) => manifest::hash_tree(&ctx, a),
         Command::SignBlob(a) => blob::sign(&ctx, a),
         Command::VerifyBlob(a) => blob::verify(&ctx, a),

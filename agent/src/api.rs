@@ -1,0 +1,518 @@
+//! The local API: HTTP/1.1 with JSON over a unix socket (docs/API.md,
+//! docs/openapi.yaml). Every connection's peer is identified with
+//! SO_PEERCRED; only the uids and groups the config names (and root and
+//! the agent's own uid) get answers, everyone else gets 403. Requests are
+//! bounded (8 KiB head, 4 KiB body), rate-limited per peer uid, and served
+//! by one thread per connection up to a fixed number of connections.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::daemon::Agent;
+use crate::eval::Evaluation;
+
+const MAX_HEAD: usize = 8 << 10;
+const MAX_BODY: usize = 4 << 10;
+const MAX_HEADERS: usize = 32;
+
+/// A finished or running update job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Job {
+    /// check, apply, rollback.
+    pub action: String,
+    /// Who asked.
+    pub requested_by: Value,
+    /// When it started.
+    pub started: jiff::Timestamp,
+    /// When it finished (None: running).
+    pub finished: Option<jiff::Timestamp>,
+    /// Exit code of the door command.
+    pub exit_code: Option<i32>,
+    /// Its JSON output (or the last lines of text).
+    pub output: Value,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    agent: Mutex<Agent>,
+    snapshot: RwLock<Arc<(Evaluation, String)>>,
+    allowed_uids: BTreeSet<u32>,
+    allowed_gids: BTreeSet<u32>,
+    group_members: BTreeSet<String>,
+    users: HashMap<u32, String>,
+    limiter: Mutex<HashMap<u32, (f64, Instant)>>,
+    rate: f64,
+    burst: f64,
+    max_conns: usize,
+    conns: AtomicUsize,
+    job: Mutex<Option<Job>>,
+    door_timeout: Duration,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+fn read_db(path: &str) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').map(str::to_owned).collect())
+        .collect()
+}
+
+impl Shared {
+    /// Wraps an agent for serving.
+    pub fn new(agent: Agent) -> Arc<Self> {
+        let cfg = agent.config().api.clone();
+        let door_timeout = Duration::from_secs(agent.config().update.timeout_secs);
+        let mut allowed_uids: BTreeSet<u32> = cfg.allowed_uids.iter().copied().collect();
+        allowed_uids.insert(0);
+        allowed_uids.insert(rustix::process::getuid().as_raw());
+        let mut allowed_gids = BTreeSet::new();
+        let mut group_members = BTreeSet::new();
+        for g in read_db("/etc/group") {
+            if g.len() >= 4 && cfg.allowed_groups.contains(&g[0]) {
+                if let Ok(gid) = g[2].parse() {
+                    allowed_gids.insert(gid);
+                }
+                group_members.extend(g[3].split(',').filter(|m| !m.is_empty()).map(str::to_owned));
+            }
+        }
+        let users = read_db("/etc/passwd")
+            .into_iter()
+            .filter_map(|u| Some((u.get(2)?.parse().ok()?, u.first()?.clone())))
+            .collect();
+        let snap = Arc::new((agent.evaluation().clone(), agent.fingerprint().to_owned()));
+        Arc::new(Shared {
+            agent: Mutex::new(agent),
+            snapshot: RwLock::new(snap),
+            allowed_uids,
+            allowed_gids,
+            group_members,
+            users,
+            limiter: Mutex::new(HashMap::new()),
+            rate: f64::from(cfg.rate_per_sec),
+            burst: f64::from(cfg.burst),
+            max_conns: cfg.max_connections,
+            conns: AtomicUsize::new(0),
+            job: Mutex::new(None),
+            door_timeout,
+        })
+    }
+
+    /// Runs `f` on the agent, then republishes its evaluation to readers.
+    pub fn with_agent<T>(&self, f: impl FnOnce(&mut Agent) -> T) -> T {
+        let mut agent = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut agent);
+        let snap = Arc::new((agent.evaluation().clone(), agent.fingerprint().to_owned()));
+        drop(agent);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
+        out
+    }
+
+    fn authorized(&self, uid: u32, gid: u32) -> bool {
+        self.allowed_uids.contains(&uid)
+            || self.allowed_gids.contains(&gid)
+            || self
+                .users
+                .get(&uid)
+                .is_some_and(|name| self.group_members.contains(name))
+    }
+
+    fn take_token(&self, uid: u32) -> bool {
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = l.entry(uid).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves the listener forever (one thread per connection).
+pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        if shared.conns.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
+            shared.conns.fetch_sub(1, Ordering::AcqRel);
+            let mut s = stream;
+            let _ = respond(&mut s, 503, &json!({"error": "too many connections"}), true);
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || {
+                connection(stream, &shared);
+                shared.conns.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            // Could not start a thread: the connection is dropped.
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    close: bool,
+}
+
+enum ReadOutcome {
+    Request(Request),
+    Closed,
+    Bad(u16, &'static str),
+}
+
+fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let mut body_len = 0usize;
+                let mut close = req.version == Some(0);
+                for h in req.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        match std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                        {
+                            Some(n) => body_len = n,
+                            None => return ReadOutcome::Bad(400, "bad Content-Length"),
+                        }
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return ReadOutcome::Bad(
+                            411,
+                            "chunked bodies are not accepted; send Content-Length",
+                        );
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        close |= h.value.eq_ignore_ascii_case(b"close");
+                    }
+                }
+                if body_len > MAX_BODY {
+                    return ReadOutcome::Bad(413, "request body too large");
+                }
+                let method = req.method.unwrap_or("").to_owned();
+                let target = req.path.unwrap_or("/").to_owned();
+                while buf.len() < head + body_len {
+                    if fill(stream, buf) == 0 {
+                        return ReadOutcome::Closed;
+                    }
+                }
+                buf.drain(..head + body_len);
+                let (path, query) = target
+                    .split_once('?')
+                    .map_or((target.clone(), String::new()), |(p, q)| {
+                        (p.to_owned(), q.to_owned())
+                    });
+                return ReadOutcome::Request(Request {
+                    method,
+                    path,
+                    query,
+                    close,
+                });
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return ReadOutcome::Bad(431, "request head too large");
+                }
+                if fill(stream, buf) == 0 {
+                    return ReadOutcome::Closed;
+                }
+            }
+            Err(_) => return ReadOutcome::Bad(400, "malformed request"),
+        }
+    }
+}
+
+fn fill(stream: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk) {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+        Err(_) => 0,
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+fn respond(stream: &mut UnixStream, code: u16, body: &Value, close: bool) -> std::io::Result<()> {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + 160);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}{}\r\n",
+        reason(code),
+        body.len() + 1,
+        if code == 429 {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
+        },
+        if close { "Connection: close\r\n" } else { "" },
+    );
+    out.extend_from_slice(&body);
+    out.push(b'\n');
+    stream.write_all(&out)
+}
+
+fn connection(mut stream: UnixStream, shared: &Arc<Shared>) {
+    let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
+        return;
+    };
+    let (uid, gid, pid) = (
+        cred.uid.as_raw(),
+        cred.gid.as_raw(),
+        cred.pid.as_raw_nonzero().get(),
+    );
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let allowed = shared.authorized(uid, gid);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let req = match read_request(&mut stream, &mut buf) {
+            ReadOutcome::Closed => return,
+            ReadOutcome::Bad(code, why) => {
+                let _ = respond(&mut stream, code, &json!({"error": why}), true);
+                return;
+            }
+            ReadOutcome::Request(r) => r,
+        };
+        if !allowed {
+            let _ = respond(
+                &mut stream,
+                403,
+                &json!({"error": format!("uid {uid} is not allowed to use this API")}),
+                true,
+            );
+            return;
+        }
+        if !shared.take_token(uid) {
+            if respond(
+                &mut stream,
+                429,
+                &json!({"error": "rate limit exceeded"}),
+                req.close,
+            )
+            .is_err()
+                || req.close
+            {
+                return;
+            }
+            continue;
+        }
+        let (code, body) = route(shared, &req, uid, pid);
+        if respond(&mut stream, code, &body, req.close).is_err() || req.close {
+            return;
+        }
+    }
+}
+
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    })
+}
+
+fn route(shared: &Arc<Shared>, req: &Request, uid: u32, pid: i32) -> (u16, Value) {
+    let snap = Arc::clone(&shared.snapshot.read().unwrap_or_else(|e| e.into_inner()));
+    let (eval, fingerprint) = (&snap.0, &snap.1);
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let get = req.method == "GET";
+    let post = req.method == "POST";
+    match segs.as_slice() {
+        ["v1", "health"] if get => (200, json!({"ok": true})),
+        ["v1", "license"] if get => {
+            let mut v = serde_json::to_value(eval).unwrap_or_default();
+            v["fingerprint"] = json!(fingerprint);
+            (200, v)
+        }
+        ["v1", "features", name] if get => (
+            200,
+            json!({"feature": name, "enabled": eval.feature(name), "state": eval.state}),
+        ),
+        ["v1", "limits", name] if get => {
+            let Some(value) = query_value(&req.query, "value").and_then(|v| v.parse::<i64>().ok())
+            else {
+                return (
+                    400,
+                    json!({"error": "give the value to check: ?value=N (an integer)"}),
+                );
+            };
+            match eval.within_limit(name, value) {
+                Ok(()) => (
+                    200,
+                    json!({"limit": name, "value": value, "max": eval.limits.get(*name), "allowed": true}),
+                ),
+                Err(why) => (
+                    200,
+                    json!({"limit": name, "value": value, "max": eval.limits.get(*name), "allowed": false, "reason": why}),
+                ),
+            }
+        }
+        ["v1", "version"] if get => (200, crate::version_json()),
+        ["v1", "update"] if get => {
+            let job = shared.job.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (200, json!({"job": job}))
+        }
+        [
+            "v1",
+            "update",
+            action @ ("check" | "apply" | "rollback" | "status"),
+        ] if post => trigger(shared, action, uid, pid),
+        ["v1", "health" | "license" | "version" | "update"]
+        | ["v1", "features" | "limits", _]
+        | ["v1", "update", _] => (
+            405,
+            json!({"error": format!("{} is not allowed on {}", req.method, req.path)}),
+        ),
+        _ => (
+            404,
+            json!({"error": format!("no such endpoint: {}", req.path)}),
+        ),
+    }
+}
+
+fn trigger(shared: &Arc<Shared>, action: &str, uid: u32, pid: i32) -> (u16, Value) {
+    let who = json!({"uid": uid, "pid": pid});
+    let argv = match shared.with_agent(|a| a.door(action)) {
+        Ok(argv) => argv,
+        Err(why) => {
+            shared.with_agent(|a| a.record(json!({"kind": "api", "action": action, "by": who, "result": "refused", "reason": why}))).ok();
+            return (403, json!({"error": why}));
+        }
+    };
+    let mut job = shared.job.lock().unwrap_or_else(|e| e.into_inner());
+    if job.as_ref().is_some_and(|j| j.finished.is_none()) {
+        return (
+            409,
+            json!({"error": "an update command is already running", "job": *job}),
+        );
+    }
+    let started = shared.with_agent(|a| a.now());
+    *job = Some(Job {
+        action: action.to_owned(),
+        requested_by: who.clone(),
+        started,
+        finished: None,
+        exit_code: None,
+        output: Value::Null,
+    });
+    drop(job);
+    shared
+        .with_agent(|a| {
+            a.record(json!({"kind": "api", "action": action, "by": who, "result": "started"}))
+        })
+        .ok();
+    let shared_ptr = Arc::clone(shared);
+    let action = action.to_owned();
+    std::thread::spawn(move || {
+        let (code, output) = run_door(&argv, shared_ptr.door_timeout);
+        let finished = shared_ptr.with_agent(|a| {
+            let _ = a.record(
+                json!({"kind": "api", "action": action, "result": "finished", "exit_code": code}),
+            );
+            a.now()
+        });
+        if let Some(j) = shared_ptr
+            .job
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            j.finished = Some(finished);
+            j.exit_code = code;
+            j.output = output;
+        }
+    });
+    (202, json!({"accepted": true, "action": "started"}))
+}
+
+fn run_door(argv: &[String], timeout: Duration) -> (Option<i32>, Value) {
+    let Some((prog, args)) = argv.split_first() else {
+        return (None, json!("empty command"));
+    };
+    let child = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (None, json!(format!("cannot run `{prog}`: {e}"))),
+    };
+    let deadline = Instant::now() + timeout;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.take(1 << 20).read_to_end(&mut v);
+        }
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(64 << 10).read_to_end(&mut v);
+        }
+        v
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break None,
+        }
+    };
+    let out = out_t.join().unwrap_or_default();
+    let err = err_t.join().unwrap_or_default();
+    let output = serde_json::from_slice::<Value>(&out).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&err);
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        json!(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    });
+    (status.and_then(|s| s.code()), output)
+}

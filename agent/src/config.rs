@@ -1,0 +1,279 @@
+//! The agent's configuration, `/etc/charter/agent.toml` by default
+//! (`--config` or `CHARTER_AGENT_CONFIG` point elsewhere). See docs/CONFIG.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::fingerprint::Sources;
+use crate::{Error, Result};
+
+/// Default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/charter/agent.toml";
+
+/// The whole config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Product this host runs.
+    pub product: String,
+    /// Paths.
+    pub paths: Paths,
+    /// Local API.
+    #[serde(default)]
+    pub api: Api,
+    /// Status refresh.
+    #[serde(default)]
+    pub status: StatusRefresh,
+    /// The door to the updater.
+    #[serde(default)]
+    pub update: UpdateDoor,
+    /// Clock checks.
+    #[serde(default)]
+    pub clock: ClockCfg,
+    /// Where the fingerprint's ids are read from.
+    #[serde(default)]
+    pub fingerprint: Sources,
+    /// Commands run when a feature turns on or off.
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureHooks>,
+}
+
+/// Paths.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// The license file (kept across updates).
+    pub license: PathBuf,
+    /// Agent state: host secret, runtime state, audit log.
+    pub state_dir: PathBuf,
+    /// The trust root.
+    pub trust_root: PathBuf,
+    /// The API's unix socket.
+    pub socket: PathBuf,
+    /// The feature state, written atomically for other programs to read.
+    pub features_file: PathBuf,
+}
+
+/// The local API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Users (by uid) allowed to use the API; the agent's own uid always is.
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+    /// Groups (by name) whose members may use it.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// Requests per second per peer uid (token bucket refill).
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: u32,
+    /// Burst size of the bucket.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Most simultaneous connections.
+    #[serde(default = "default_conns")]
+    pub max_connections: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            allowed_uids: Vec::new(),
+            allowed_groups: Vec::new(),
+            rate_per_sec: default_rate(),
+            burst: default_burst(),
+            max_connections: default_conns(),
+        }
+    }
+}
+
+/// Status refresh timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRefresh {
+    /// Seconds between refreshes.
+    #[serde(default = "default_refresh")]
+    pub refresh_secs: u64,
+    /// Random extra delay, up to this many seconds (spreads a fleet).
+    #[serde(default = "default_jitter")]
+    pub jitter_secs: u64,
+    /// Seconds a fetch may take.
+    #[serde(default = "default_http_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for StatusRefresh {
+    fn default() -> Self {
+        StatusRefresh {
+            refresh_secs: default_refresh(),
+            jitter_secs: default_jitter(),
+            timeout_secs: default_http_timeout(),
+        }
+    }
+}
+
+/// The narrow door to the updater: exact commands, no arguments from the
+/// caller ever added.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDoor {
+    /// `charter-update check --json` through the door.
+    #[serde(default = "door_check")]
+    pub check: Vec<String>,
+    /// `charter-update apply --json` through the door.
+    #[serde(default = "door_apply")]
+    pub apply: Vec<String>,
+    /// `charter-update rollback --json` through the door.
+    #[serde(default = "door_rollback")]
+    pub rollback: Vec<String>,
+    /// `charter-update status --json` through the door.
+    #[serde(default = "door_status")]
+    pub status: Vec<String>,
+    /// Seconds one door command may take.
+    #[serde(default = "default_door_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn door(cmd: &str) -> Vec<String> {
+    [
+        "/usr/bin/sudo",
+        "-n",
+        "/usr/bin/charter-update",
+        cmd,
+        "--json",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+fn door_check() -> Vec<String> {
+    door("check")
+}
+fn door_apply() -> Vec<String> {
+    door("apply")
+}
+fn door_rollback() -> Vec<String> {
+    door("rollback")
+}
+fn door_status() -> Vec<String> {
+    door("status")
+}
+
+impl Default for UpdateDoor {
+    fn default() -> Self {
+        UpdateDoor {
+            check: door_check(),
+            apply: door_apply(),
+            rollback: door_rollback(),
+            status: door_status(),
+            timeout_secs: default_door_timeout(),
+        }
+    }
+}
+
+/// Clock checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockCfg {
+    /// Seconds the clock may fall below the high-water mark (NTP steps).
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+}
+
+impl Default for ClockCfg {
+    fn default() -> Self {
+        ClockCfg {
+            tolerance_secs: default_tolerance(),
+        }
+    }
+}
+
+/// Commands run when a feature turns on or off (argv, no shell).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureHooks {
+    /// Run when the feature turns on.
+    #[serde(default)]
+    pub on: Option<Vec<String>>,
+    /// Run when it turns off.
+    #[serde(default)]
+    pub off: Option<Vec<String>>,
+}
+
+fn default_rate() -> u32 {
+    200
+}
+fn default_burst() -> u32 {
+    400
+}
+fn default_conns() -> usize {
+    64
+}
+fn default_refresh() -> u64 {
+    3600
+}
+fn default_jitter() -> u64 {
+    600
+}
+fn default_http_timeout() -> u64 {
+    20
+}
+fn default_door_timeout() -> u64 {
+    3600
+}
+fn default_tolerance() -> u64 {
+    300
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = charter_keys::fsutil::read_capped(path, 1 << 20, "a config file")?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
+            path: path.to_owned(),
+            reason: "not UTF-8".into(),
+        })?;
+        Self::parse(text, path)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: e.to_string().trim_end().to_owned(),
+        })?;
+        let bad = |reason: String| Error::Config {
+            path: path.to_owned(),
+            reason,
+        };
+        for (name, cmd) in [
+            ("update.check", &cfg.update.check),
+            ("update.apply", &cfg.update.apply),
+            ("update.rollback", &cfg.update.rollback),
+            ("update.status", &cfg.update.status),
+        ] {
+            if cmd.is_empty() {
+                return Err(bad(format!("{name} is an empty command")));
+            }
+        }
+        if cfg.api.rate_per_sec == 0 || cfg.api.burst == 0 || cfg.api.max_connections == 0 {
+            return Err(bad(
+                "api.rate_per_sec, api.burst and api.max_connections must be positive".into(),
+            ));
+        }
+        if cfg.status.refresh_secs < 10 {
+            return Err(bad("status.refresh_secs must be at least 10".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// The config path from `--config`, then CHARTER_AGENT_CONFIG, then the
+    /// default.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_owned)
+            .or_else(|| std::env::var_os("CHARTER_AGENT_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+}

@@ -1,0 +1,472 @@
+//! The agent: loads the license, keeps the runtime state, evaluates the
+//! license state, refreshes the signed status, enforces feature changes and
+//! writes the audit log. The API (in [`crate::api`]) reads its evaluation.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use charter_keys::Clock;
+use charter_keys::root::VerifiedRoot;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::eval::{Evaluation, Inputs, State, evaluate};
+use crate::license::{MAX_DOCUMENT_BYTES, VerifiedLicense, VerifiedStatus};
+use crate::state::{Loaded, RuntimeState, StateStore};
+use crate::{Error, Result};
+
+/// The agent's view of everything.
+pub struct Agent {
+    cfg: Config,
+    store: StateStore,
+    root: VerifiedRoot,
+    clock: Box<dyn Clock>,
+    fingerprint: String,
+    loaded: Loaded,
+    license: Option<std::result::Result<VerifiedLicense, String>>,
+    license_stamp: Option<(u64, i128)>,
+    status: Option<VerifiedStatus>,
+    eval: Evaluation,
+    audit: AuditLog,
+    notes: Vec<String>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Agent({}, {})", self.cfg.product, self.eval.state)
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, i128)> {
+    let md = std::fs::metadata(path).ok()?;
+    let mtime = md
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as i128;
+    Some((md.len(), mtime))
+}
+
+impl Agent {
+    /// Opens the state (creating the host secret on first run), the trust
+    /// root, and the license, then evaluates.
+    pub fn load(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
+        let store = StateStore::open(&cfg.paths.state_dir)?;
+        let root_bytes =
+            charter_keys::fsutil::read_capped(&cfg.paths.trust_root, 32 << 20, "a trust root")?;
+        let root = VerifiedRoot::from_trusted(&root_bytes, &charter_keys::Limits::default())?;
+        let fingerprint = crate::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint)?;
+        let loaded = store.load()?;
+        let now = clock.now();
+        let audit = AuditLog::new(store.dir());
+        let mut agent = Agent {
+            eval: Evaluation::placeholder(now),
+            cfg,
+            store,
+            root,
+            clock,
+            fingerprint,
+            loaded,
+            license: None,
+            license_stamp: None,
+            status: None,
+            audit,
+            notes: Vec::new(),
+        };
+        if let Loaded::Ok(rt) = &agent.loaded
+            && let Some(text) = &rt.last_status
+        {
+            agent.status = VerifiedStatus::verify(text.as_bytes(), &agent.root).ok();
+        }
+        agent.read_license();
+        agent.evaluate_and_record("start")?;
+        Ok(agent)
+    }
+
+    fn read_license(&mut self) {
+        let path = &self.cfg.paths.license;
+        self.license_stamp = file_stamp(path);
+        self.license =
+            match charter_keys::fsutil::read_capped(path, MAX_DOCUMENT_BYTES, "a license") {
+                Err(charter_keys::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => Some(Err(e.to_string())),
+                Ok(bytes) => {
+                    Some(VerifiedLicense::verify(&bytes, &self.root).map_err(|e| e.to_string()))
+                }
+            };
+    }
+
+    /// The current evaluation.
+    pub fn evaluation(&self) -> &Evaluation {
+        &self.eval
+    }
+
+    /// This host's fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The verified license, if any.
+    pub fn license(&self) -> Option<&VerifiedLicense> {
+        self.license.as_ref().and_then(|l| l.as_ref().ok())
+    }
+
+    /// Progress notes since the last call (the daemon logs them).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn evaluate_now(&self) -> Evaluation {
+        let license = self
+            .license
+            .as_ref()
+            .map(|l| l.as_ref().map_err(Clone::clone));
+        evaluate(&Inputs {
+            license,
+            status: self.status.as_ref(),
+            product: &self.cfg.product,
+            fingerprint: &self.fingerprint,
+            runtime: &self.loaded,
+            now: self.clock.now(),
+            clock_tolerance: SignedDuration::from_secs(
+                i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300),
+            ),
+        })
+    }
+
+    /// Re-evaluates; records changes in the audit log; raises the runtime
+    /// state's high-water mark and serial; runs feature hooks and writes the
+    /// features file when the features in force changed.
+    pub fn evaluate_and_record(&mut self, why: &str) -> Result<()> {
+        let fresh = self.evaluate_now();
+        let before = std::mem::replace(&mut self.eval, fresh);
+        let now = self.clock.now();
+        let changed_state = before.state != self.eval.state || before.reasons != self.eval.reasons;
+        let mut rt = self.runtime_for_update();
+        if let Some(rt) = rt.as_mut() {
+            let mut dirty = false;
+            if changed_state || why == "start" {
+                self.audit.append(
+                    &self.store,
+                    rt,
+                    now,
+                    json!({"kind": "state", "why": why, "from": before.state, "to": self.eval.state, "reasons": self.eval.reasons}),
+                )?;
+                dirty = true;
+            }
+            // Raise the high-water mark and the serial only from a sound
+            // evaluation: an invalid clock must not move the floor.
+            if !self.eval.reasons.iter().any(|r| r.starts_with("clock")) {
+                let mut floor = rt.time_floor.max(now);
+                if let Some(l) = self.license() {
+                    floor = floor.max(l.license.issued_at);
+                }
+                if let Some(s) = &self.status {
+                    floor = floor.max(s.status.issued_at);
+                }
+                // Persist the mark when it moved by a minute or more (or a
+                // signed document raised it): no disk write every tick.
+                let moved = floor.duration_since(rt.time_floor) >= SignedDuration::from_secs(60);
+                if floor != rt.time_floor && (moved || dirty) {
+                    rt.time_floor = floor;
+                    dirty = true;
+                }
+            }
+            if let Some(l) = self.license.as_ref().and_then(|l| l.as_ref().ok()) {
+                let l = &l.license;
+                let same = rt.license_id.as_deref() == Some(l.license_id.as_str());
+                if (!same && self.eval.state != State::Invalid)
+                    || (same && l.serial > rt.highest_serial)
+                {
+                    rt.license_id = Some(l.license_id.clone());
+                    rt.highest_serial = l.serial;
+                    dirty = true;
+                }
+            }
+            if dirty {
+                self.store.save(rt)?;
+                self.loaded = Loaded::Ok(rt.clone());
+            }
+        }
+        if before.features != self.eval.features || why == "start" {
+            self.enforce(&before.features)?;
+        }
+        Ok(())
+    }
+
+    /// The runtime state to update, or None while it is tampered/deleted
+    /// (it stays so until a fresh signed status arrives).
+    fn runtime_for_update(&self) -> Option<RuntimeState> {
+        match &self.loaded {
+            Loaded::Ok(rt) => Some(rt.clone()),
+            Loaded::Fresh => Some(RuntimeState {
+                time_floor: self.clock.now(),
+                ..RuntimeState::default()
+            }),
+            Loaded::Tampered(_) | Loaded::Deleted => None,
+        }
+    }
+
+    fn enforce(&mut self, before: &BTreeSet<String>) -> Result<()> {
+        let now = &self.eval.features;
+        for (name, hooks) in &self.cfg.features {
+            let (was, is) = (before.contains(name), now.contains(name));
+            let cmd = match (was, is) {
+                (false, true) => hooks.on.as_ref(),
+                (true, false) => hooks.off.as_ref(),
+                _ => None,
+            };
+            if let Some(argv) = cmd {
+                let result = run_hook(argv);
+                self.notes.push(format!(
+                    "feature {name} turned {}: {}",
+                    if is { "on" } else { "off" },
+                    result.as_deref().unwrap_or_else(|e| e.as_str())
+                ));
+            }
+        }
+        let doc = json!({
+            "state": self.eval.state,
+            "features": self.eval.features,
+            "limits": self.eval.limits,
+            "evaluated_at": self.eval.evaluated_at,
+        });
+        let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        bytes.push(b'\n');
+        let path = &self.cfg.paths.features_file;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        charter_keys::fsutil::write_atomic(path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// Re-reads the license file when it changed on disk (no restart).
+    /// Returns whether it changed.
+    pub fn reload_license_if_changed(&mut self) -> Result<bool> {
+        if file_stamp(&self.cfg.paths.license) == self.license_stamp {
+            return Ok(false);
+        }
+        let before = self.license().map(|l| l.digest.clone());
+        self.read_license();
+        let after = self.license().map(|l| l.digest.clone());
+        if before == after && self.license.as_ref().is_none_or(|l| l.is_ok()) {
+            return Ok(false);
+        }
+        self.record(json!({"kind": "license", "action": "loaded", "license": self.license().map(|l| json!({"id": l.license.license_id, "serial": l.license.serial}))}))?;
+        self.evaluate_and_record("license changed")?;
+        Ok(true)
+    }
+
+    /// Appends an event (when the state is sound) and saves.
+    pub fn record(&mut self, event: serde_json::Value) -> Result<()> {
+        if let Some(mut rt) = self.runtime_for_update() {
+            self.audit
+                .append(&self.store, &mut rt, self.clock.now(), event)?;
+            self.store.save(&rt)?;
+            self.loaded = Loaded::Ok(rt);
+        }
+        Ok(())
+    }
+
+    /// Takes a signed status document: verified, for this license, not
+    /// older than the one held. A fresh one (issued within a day, or within
+    /// the license's offline allowance) also re-establishes a tampered or
+    /// deleted runtime state.
+    pub fn accept_status(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = VerifiedStatus::verify(bytes, &self.root)?;
+        let Some(lic) = self.license().map(|l| l.license.clone()) else {
+            return Err(Error::Invalid {
+                what: "license status",
+                reason: "no license is installed".into(),
+            });
+        };
+        if st.status.license_id != lic.license_id {
+            self.record(json!({"kind": "status", "action": "refused", "reason": "for another license", "license_id": st.status.license_id}))?;
+            return Err(Error::Invalid {
+                what: "license status",
+                reason: format!(
+                    "it is for license `{}`, this host has `{}`",
+                    st.status.license_id, lic.license_id
+                ),
+            });
+        }
+        if let Some(held) = &self.status
+            && held.status.issued_at > st.status.issued_at
+        {
+            return Err(Error::Invalid {
+                what: "license status",
+                reason: "older than the status already held".into(),
+            });
+        }
+        let now = self.clock.now();
+        let freshness = SignedDuration::from_secs(
+            i64::try_from(lic.max_offline_secs.unwrap_or(86_400).min(86_400)).unwrap_or(86_400),
+        );
+        let fresh = st.status.issued_at + freshness >= now;
+        let mut rt = match (&self.loaded, fresh) {
+            (Loaded::Tampered(_) | Loaded::Deleted, true) => {
+                self.notes
+                    .push("a fresh signed status re-established the license state".into());
+                RuntimeState {
+                    license_id: Some(lic.license_id.clone()),
+                    highest_serial: lic.serial,
+                    time_floor: now.max(st.status.issued_at),
+                    ..RuntimeState::default()
+                }
+            }
+            (Loaded::Tampered(_) | Loaded::Deleted, false) => {
+                return Err(Error::Invalid {
+                    what: "license status",
+                    reason: format!(
+                        "issued at {}: not fresh enough to re-establish a tampered state",
+                        st.status.issued_at
+                    ),
+                });
+            }
+            _ => self.runtime_for_update().unwrap_or_default(),
+        };
+        rt.last_status = Some(String::from_utf8_lossy(bytes).into_owned());
+        rt.last_status_fetch = Some(now);
+        self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status.state, "issued_at": st.status.issued_at}))?;
+        self.store.save(&rt)?;
+        self.loaded = Loaded::Ok(rt);
+        self.status = Some(st);
+        self.evaluate_and_record("status")
+    }
+
+    /// Fetches the status document from the license's status URL and takes
+    /// it. Returns false when the license has no status URL.
+    pub fn refresh_status(&mut self) -> Result<bool> {
+        let Some(url) = self.license().and_then(|l| l.license.status_url.clone()) else {
+            return Ok(false);
+        };
+        let bytes = fetch(&url, Duration::from_secs(self.cfg.status.timeout_secs))?;
+        self.accept_status(&bytes)?;
+        Ok(true)
+    }
+
+    /// The updater's door command for `what` (check, apply, rollback,
+    /// status), refused for apply when the license does not allow updates.
+    pub fn door(&self, what: &str) -> std::result::Result<Vec<String>, String> {
+        let d = &self.cfg.update;
+        match what {
+            "check" => Ok(d.check.clone()),
+            "status" => Ok(d.status.clone()),
+            "rollback" => Ok(d.rollback.clone()),
+            "apply" if matches!(self.eval.state, State::Suspended | State::Invalid) => {
+                Err(format!(
+                    "updates are not allowed while the license is {}",
+                    self.eval.state
+                ))
+            }
+            "apply" => Ok(d.apply.clone()),
+            other => Err(format!("unknown update action `{other}`")),
+        }
+    }
+
+    /// Now, by the agent's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Checks the audit log against the state.
+    pub fn verify_audit(&self) -> Result<crate::audit::AuditReport> {
+        match &self.loaded {
+            Loaded::Ok(rt) => self.audit.verify(&self.store, rt),
+            other => Ok(crate::audit::AuditReport {
+                lines: 0,
+                problem: Some(format!("the license state is not sound ({other:?})")),
+            }),
+        }
+    }
+}
+
+impl Evaluation {
+    /// An evaluation before the first one (replaced at once).
+    pub fn placeholder(now: Timestamp) -> Self {
+        crate::eval::evaluate(&Inputs {
+            license: None,
+            status: None,
+            product: "",
+            fingerprint: "",
+            runtime: &Loaded::Fresh,
+            now,
+            clock_tolerance: SignedDuration::ZERO,
+        })
+    }
+}
+
+fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
+    if out.status.success() {
+        Ok("ok".into())
+    } else {
+        Err(format!("`{prog}` failed: {}", out.status))
+    }
+}
+
+/// GETs a status document (http(s) or file://), capped in size.
+pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(charter_keys::fsutil::read_capped(
+            Path::new(path),
+            MAX_DOCUMENT_BYTES,
+            "a license status",
+        )?);
+    }
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent();
+    let resp = agent.get(url).call().map_err(|e| Error::Http {
+        url: url.into(),
+        reason: e.to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(Error::Http {
+            url: url.into(),
+            reason: format!("HTTP status {status}"),
+        });
+    }
+    let mut bytes = Vec::new();
+    use std::io::Read;
+    resp.into_body()
+        .into_with_config()
+        .limit(MAX_DOCUMENT_BYTES + 1)
+        .reader()
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Http {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(Error::Http {
+            url: url.into(),
+            reason: "status document too large".into(),
+        });
+    }
+    Ok(bytes)
+}
