@@ -53,7 +53,8 @@ fn file_stamp(path: &Path) -> Option<(u64, i128)> {
 
 impl Agent {
     /// Opens the state (creating the host secret on first run), the trust
-    /// root, and the license, then evaluates.
+    /// root, and the license, then evaluates (nothing is written: see
+    /// [`Agent::evaluate_and_record`]).
     pub fn load(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
         let store = StateStore::open(&cfg.paths.state_dir)?;
         let root_bytes =
@@ -83,7 +84,9 @@ impl Agent {
             agent.status = VerifiedStatus::verify(text.as_bytes(), &agent.root).ok();
         }
         agent.read_license();
-        agent.evaluate_and_record("start")?;
+        // Evaluate without side effects; the daemon then calls
+        // `evaluate_and_record("start")`, which records and enforces.
+        agent.eval = agent.evaluate_now();
         Ok(agent)
     }
 
@@ -152,7 +155,12 @@ impl Agent {
     /// features file when the features in force changed.
     pub fn evaluate_and_record(&mut self, why: &str) -> Result<()> {
         let fresh = self.evaluate_now();
-        let before = std::mem::replace(&mut self.eval, fresh);
+        let mut before = std::mem::replace(&mut self.eval, fresh);
+        if why == "start" {
+            // Everything counts as changed at start: hooks run, the
+            // features file is written, the audit log notes the start.
+            before.features.clear();
+        }
         let now = self.clock.now();
         let changed_state = before.state != self.eval.state || before.reasons != self.eval.reasons;
         let mut rt = self.runtime_for_update();
@@ -202,7 +210,8 @@ impl Agent {
             }
         }
         if before.features != self.eval.features || why == "start" {
-            self.enforce(&before.features)?;
+            let before = before.features.clone();
+            self.enforce(&before)?;
         }
         Ok(())
     }

@@ -266,7 +266,8 @@ fn daemon(cfg: Config) -> Result<ExitCode> {
     let socket = cfg.paths.socket.clone();
     let refresh = Duration::from_secs(cfg.status.refresh_secs);
     let jitter = cfg.status.jitter_secs;
-    let agent = Agent::load(cfg, Box::new(SystemClock))?;
+    let mut agent = Agent::load(cfg, Box::new(SystemClock))?;
+    agent.evaluate_and_record("start")?;
     let e = agent.evaluation();
     eprintln!(
         "charter-agent: license state {} {}",

@@ -1,0 +1,512 @@
+//! The license agent's library with an injected clock, no sleeping: every
+//! state and transition, and every kind of tampering.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use charter_agent::config::Config;
+use charter_agent::daemon::Agent;
+use charter_agent::eval::{State, entitled};
+use charter_agent::license::{License, LicenseStatus, StatusState};
+use charter_keys::dsse::{Envelope, PAYLOAD_LICENSE, PAYLOAD_LICENSE_STATUS, PAYLOAD_ROOT};
+use charter_keys::root::RootDocument;
+use charter_keys::secret::{SecretKey, Signer};
+use charter_keys::{Clock, Limits, Role};
+use jiff::{SignedDuration, Timestamp};
+
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<Timestamp>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance(&self, secs: i64) {
+        let mut t = self.0.lock().unwrap();
+        *t = *t + SignedDuration::from_secs(secs);
+    }
+    fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+const DAY: i64 = 86_400;
+
+struct Env {
+    dir: tempfile::TempDir,
+    lic_key: SecretKey,
+    rel_key: SecretKey,
+    clock: TestClock,
+    t0: Timestamp,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root_key = SecretKey::generate().unwrap();
+        let lic_key = SecretKey::generate().unwrap();
+        let rel_key = SecretKey::generate().unwrap();
+        let doc = RootDocument::build(
+            1,
+            "2100-01-01T00:00:00Z".parse().unwrap(),
+            &[
+                (Role::Root, &[root_key.public().clone()], 1),
+                (Role::Release, &[rel_key.public().clone()], 1),
+                (Role::Channel, &[rel_key.public().clone()], 1),
+                (Role::License, &[lic_key.public().clone()], 1),
+            ],
+            &Limits::default(),
+        )
+        .unwrap();
+        let mut env = Envelope::new_unsigned(PAYLOAD_ROOT, doc.to_payload());
+        env.sign(&root_key as &dyn Signer).unwrap();
+        std::fs::write(dir.path().join("root.json"), env.to_json()).unwrap();
+        std::fs::write(
+            dir.path().join("machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            format!(
+                "product = \"panel\"\n[paths]\nlicense = \"{d}/license\"\nstate_dir = \"{d}/state\"\ntrust_root = \"{d}/root.json\"\nsocket = \"{d}/agent.sock\"\nfeatures_file = \"{d}/features.json\"\n[fingerprint]\nmachine_id = \"{d}/machine-id\"\ndmi_product_uuid = \"{d}/no-dmi\"\n"
+            ),
+        )
+        .unwrap();
+        let t0: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        Env {
+            dir,
+            lic_key,
+            rel_key,
+            clock: TestClock(Arc::new(Mutex::new(t0))),
+            t0,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self) -> Config {
+        Config::load(&self.path("agent.toml")).unwrap()
+    }
+
+    fn fingerprint(&self) -> String {
+        charter_agent::fingerprint::fingerprint("panel", &self.config().fingerprint).unwrap()
+    }
+
+    fn license(&self, serial: u64) -> License {
+        License {
+            license_id: "lic-1".into(),
+            serial,
+            customer: "Acme Hosting".into(),
+            product: "panel".into(),
+            issued_at: self.t0,
+            not_before: self.t0,
+            expires_at: self.t0 + SignedDuration::from_secs(30 * DAY),
+            grace_period_secs: 7 * DAY as u64,
+            updates_until: self.t0 + SignedDuration::from_secs(20 * DAY),
+            security_updates_after: true,
+            features: vec!["backups".into(), "sso".into()],
+            limits: [("max_nodes".to_string(), 10)].into_iter().collect(),
+            machines: vec![self.fingerprint()],
+            max_offline_secs: None,
+            status_url: None,
+        }
+    }
+
+    fn write_license(&self, l: &License, signer: &SecretKey) {
+        let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE, l.to_payload());
+        env.sign(signer as &dyn Signer).unwrap();
+        std::fs::write(self.path("license"), env.to_json()).unwrap();
+    }
+
+    fn status(&self, id: &str, state: StatusState, issued_at: Timestamp) -> Vec<u8> {
+        let s = LicenseStatus {
+            license_id: id.into(),
+            state,
+            reason: Some("billing".into()),
+            issued_at,
+            valid_until: issued_at + SignedDuration::from_secs(7 * DAY),
+        };
+        let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
+        env.sign(&self.lic_key as &dyn Signer).unwrap();
+        env.to_json()
+    }
+
+    /// What the daemon does at start: load, then evaluate and record.
+    fn agent(&self) -> Agent {
+        let mut a = Agent::load(self.config(), Box::new(self.clock.clone())).unwrap();
+        a.evaluate_and_record("start").unwrap();
+        a
+    }
+}
+
+fn state(a: &Agent) -> State {
+    a.evaluation().state
+}
+
+fn has_reason(a: &Agent, needle: &str) -> bool {
+    a.evaluation().reasons.iter().any(|r| r.contains(needle))
+}
+
+#[test]
+fn active_then_grace_then_expired_then_renewed() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    assert_eq!(state(&a), State::Active, "{:?}", a.evaluation());
+    assert!(a.evaluation().feature("sso"));
+    assert!(a.evaluation().within_limit("max_nodes", 10).is_ok());
+    assert!(a.evaluation().within_limit("max_nodes", 11).is_err());
+    assert!(a.evaluation().within_limit("max_users", 1).is_err());
+
+    e.clock.advance(30 * DAY);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Grace);
+    assert!(a.evaluation().feature("sso"), "features stay on in grace");
+    assert!(!a.evaluation().warnings.is_empty());
+
+    e.clock.advance(7 * DAY);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Expired);
+    assert!(!a.evaluation().feature("sso"), "features off once expired");
+    assert!(a.evaluation().within_limit("max_nodes", 1).is_err());
+    let features: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.path("features.json")).unwrap()).unwrap();
+    assert_eq!(features["features"], serde_json::json!([]));
+
+    // Renewal: a reissued license with a higher serial, picked up without
+    // a restart.
+    let mut l = e.license(2);
+    l.expires_at = e.clock.now() + SignedDuration::from_secs(365 * DAY);
+    std::thread::sleep(std::time::Duration::from_millis(10)); // distinct mtime
+    e.write_license(&l, &e.lic_key);
+    assert!(a.reload_license_if_changed().unwrap());
+    assert_eq!(state(&a), State::Active);
+    assert!(a.evaluation().feature("backups"));
+}
+
+#[test]
+fn not_yet_valid() {
+    let e = Env::new();
+    let mut l = e.license(1);
+    l.not_before = e.t0 + SignedDuration::from_secs(DAY);
+    e.write_license(&l, &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "not valid before"));
+}
+
+#[test]
+fn suspension_and_reinstatement() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Suspended, e.t0))
+        .unwrap();
+    assert_eq!(state(&a), State::Suspended);
+    assert!(has_reason(&a, "suspended: billing"));
+    assert!(!a.evaluation().feature("sso"));
+    assert!(a.door("apply").is_err(), "no updates while suspended");
+    assert!(a.door("status").is_ok());
+    e.clock.advance(3600);
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+    assert!(a.evaluation().feature("sso"));
+    // An older status cannot undo a newer one.
+    assert!(
+        a.accept_status(&e.status("lic-1", StatusState::Suspended, e.t0))
+            .is_err()
+    );
+    assert_eq!(state(&a), State::Active);
+}
+
+#[test]
+fn revoked_is_invalid() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Revoked, e.t0))
+        .unwrap();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "revoked"));
+}
+
+#[test]
+fn offline_too_long_then_back_online() {
+    let e = Env::new();
+    let mut l = e.license(1);
+    l.max_offline_secs = Some(2 * DAY as u64);
+    l.status_url = Some("https://licenses.example/lic-1.json".into());
+    e.write_license(&l, &e.lic_key);
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.t0))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+    e.clock.advance(2 * DAY + 1);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Grace);
+    assert!(has_reason(&a, "no fresh license status"));
+    e.clock.advance(7 * DAY);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Expired);
+    assert!(has_reason(&a, "offline too long"));
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+}
+
+#[test]
+fn updates_until_gates_releases() {
+    let e = Env::new();
+    let mut l = e.license(1);
+    l.security_updates_after = false;
+    e.write_license(&l, &e.lic_key);
+    let mut a = e.agent();
+    let before = e.t0 + SignedDuration::from_secs(10 * DAY);
+    let after = e.t0 + SignedDuration::from_secs(25 * DAY);
+    assert!(entitled(a.evaluation(), &l, before, false).is_ok());
+    let err = entitled(a.evaluation(), &l, after, false).unwrap_err();
+    assert!(err.contains("after the license's updates-until"), "{err}");
+    assert!(
+        entitled(a.evaluation(), &l, after, true).is_err(),
+        "no security updates in this license"
+    );
+    let mut with_sec = l.clone();
+    with_sec.security_updates_after = true;
+    assert!(entitled(a.evaluation(), &with_sec, after, true).is_ok());
+    // Expired: only security fixes (when allowed).
+    e.clock.advance(40 * DAY);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Expired);
+    assert!(entitled(a.evaluation(), &with_sec, before, false).is_err());
+    assert!(entitled(a.evaluation(), &with_sec, after, true).is_ok());
+    // Suspended: nothing.
+    let mut a2 = e.agent();
+    a2.accept_status(&e.status("lic-1", StatusState::Suspended, e.clock.now()))
+        .unwrap();
+    assert!(entitled(a2.evaluation(), &with_sec, after, true).is_err());
+}
+
+#[test]
+fn forged_signature() {
+    let e = Env::new();
+    let stranger = SecretKey::generate().unwrap();
+    e.write_license(&e.license(1), &stranger);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "threshold not met for role `license`"));
+}
+
+#[test]
+fn license_signed_by_a_release_key() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.rel_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "threshold not met for role `license`"));
+}
+
+#[test]
+fn license_for_another_machine() {
+    let e = Env::new();
+    // Bound to this machine: active.
+    e.write_license(&e.license(1), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    // The same license file copied to another machine.
+    std::fs::write(e.path("machine-id"), "fedcba9876543210fedcba9876543210\n").unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "bound to other machines"));
+}
+
+#[test]
+fn license_for_another_product() {
+    let e = Env::new();
+    let mut l = e.license(1);
+    l.product = "other".into();
+    e.write_license(&l, &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "license is for product `other`"));
+}
+
+#[test]
+fn older_serial_replayed() {
+    let e = Env::new();
+    e.write_license(&e.license(5), &e.lic_key);
+    drop(e.agent());
+    e.write_license(&e.license(4), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "serial 4 is older than serial 5"));
+}
+
+#[test]
+fn state_file_edited_by_one_byte() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    let p = e.path("state/license-state.json");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let i = bytes.iter().position(|b| *b == b'1').unwrap();
+    bytes[i] = b'9';
+    std::fs::write(&p, bytes).unwrap();
+    let mut a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "tampered"));
+    // A fresh signed status re-establishes it.
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+    assert_eq!(
+        state(&e.agent()),
+        State::Active,
+        "and it stays so after a restart"
+    );
+}
+
+#[test]
+fn state_file_deleted() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    let mut a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "deleted"));
+    assert_eq!(
+        state(&e.agent()),
+        State::Invalid,
+        "a restart does not forget"
+    );
+    // A stale status is not enough...
+    let stale = e.status(
+        "lic-1",
+        StatusState::Active,
+        e.t0 - SignedDuration::from_secs(10 * DAY),
+    );
+    assert!(a.accept_status(&stale).is_err());
+    // ...a fresh one is.
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+}
+
+#[test]
+fn clock_moved_back() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    e.clock.advance(5 * DAY);
+    drop(e.agent());
+    e.clock.set(e.t0 + SignedDuration::from_secs(DAY));
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "clock moved back"));
+    // Within the tolerance (5 minutes) is fine.
+    e.clock.set(e.t0 + SignedDuration::from_secs(5 * DAY - 60));
+    assert_eq!(state(&e.agent()), State::Active);
+}
+
+#[test]
+fn status_for_another_license_is_refused() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    let err = a
+        .accept_status(&e.status("lic-2", StatusState::Suspended, e.t0))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("it is for license `lic-2`"),
+        "{err}"
+    );
+    assert_eq!(state(&a), State::Active);
+}
+
+#[test]
+fn status_signed_by_a_release_key_is_refused() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    let s = LicenseStatus {
+        license_id: "lic-1".into(),
+        state: StatusState::Revoked,
+        reason: None,
+        issued_at: e.t0,
+        valid_until: e.t0 + SignedDuration::from_secs(DAY),
+    };
+    let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
+    env.sign(&e.rel_key as &dyn Signer).unwrap();
+    assert!(a.accept_status(&env.to_json()).is_err());
+    assert_eq!(state(&a), State::Active);
+}
+
+#[test]
+fn no_license_is_invalid() {
+    let e = Env::new();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "no license installed"));
+}
+
+#[test]
+fn host_secret_must_be_private() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        e.path("state/host.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = Agent::load(e.config(), Box::new(e.clock.clone())).unwrap_err();
+    assert!(err.to_string().contains("host.key has mode 0644"), "{err}");
+}
+
+#[test]
+fn audit_log_chain_detects_edits_and_deletions() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Suspended, e.t0))
+        .unwrap();
+    e.clock.advance(60);
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    let r = a.verify_audit().unwrap();
+    assert_eq!(r.problem, None);
+    assert!(r.lines >= 4, "{r:?}");
+    let log = e.path("state/audit.jsonl");
+    let original = std::fs::read_to_string(&log).unwrap();
+    // Edit one line.
+    std::fs::write(&log, original.replacen("\"suspended\"", "\"active\"", 1)).unwrap();
+    let load = || Agent::load(e.config(), Box::new(e.clock.clone())).unwrap();
+    let r = load().verify_audit().unwrap();
+    assert!(r.problem.is_some(), "{r:?}");
+    // Delete a line.
+    let lines: Vec<&str> = original.lines().collect();
+    let without: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(&log, without.join("\n") + "\n").unwrap();
+    assert!(load().verify_audit().unwrap().problem.is_some());
+    // Drop the last line.
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let r = Agent::load(e.config(), Box::new(e.clock.clone()))
+        .unwrap()
+        .verify_audit()
+        .unwrap();
+    assert!(r.problem.unwrap().contains("lines lost"));
+    let _ = Path::new("");
+}
