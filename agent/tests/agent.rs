@@ -27,7 +27,7 @@ impl Clock for TestClock {
 impl TestClock {
     fn advance(&self, secs: i64) {
         let mut t = self.0.lock().unwrap();
-        *t = *t + SignedDuration::from_secs(secs);
+        *t += SignedDuration::from_secs(secs);
     }
     fn set(&self, t: Timestamp) {
         *self.0.lock().unwrap() = t;
