@@ -185,6 +185,9 @@ fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf) {
             Ok(httparse::Status::Complete(head)) => {
+                if head > MAX_HEAD {
+                    return ReadOutcome::Bad(431, "request head too large");
+                }
                 let mut body_len = 0usize;
                 let mut close = req.version == Some(0);
                 for h in req.headers.iter() {

@@ -57,6 +57,18 @@ impl Agent {
     /// [`Agent::evaluate_and_record`]).
     pub fn load(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
         let store = StateStore::open(&cfg.paths.state_dir)?;
+        Self::load_with(cfg, clock, store)
+    }
+
+    /// Loads without creating or writing anything (the updater checking an
+    /// entitlement from the agent's files). Do not call the recording
+    /// methods on the result.
+    pub fn load_readonly(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
+        let store = StateStore::open_existing(&cfg.paths.state_dir)?;
+        Self::load_with(cfg, clock, store)
+    }
+
+    fn load_with(cfg: Config, clock: Box<dyn Clock>, store: StateStore) -> Result<Self> {
         let root_bytes =
             charter_keys::fsutil::read_capped(&cfg.paths.trust_root, 32 << 20, "a trust root")?;
         let root = VerifiedRoot::from_trusted(&root_bytes, &charter_keys::Limits::default())?;

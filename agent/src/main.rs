@@ -268,6 +268,11 @@ fn daemon(cfg: Config) -> Result<ExitCode> {
     let jitter = cfg.status.jitter_secs;
     let mut agent = Agent::load(cfg, Box::new(SystemClock))?;
     agent.evaluate_and_record("start")?;
+    // A first status refresh before serving, so the state the API reports
+    // from the start (and the READY notification) is informed.
+    if let Err(e) = agent.refresh_status() {
+        eprintln!("charter-agent: status refresh failed: {e}");
+    }
     let e = agent.evaluation();
     eprintln!(
         "charter-agent: license state {} {}",
@@ -290,7 +295,7 @@ fn daemon(cfg: Config) -> Result<ExitCode> {
     std::thread::spawn(move || charter_agent::api::serve(listener, server));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     eprintln!("charter-agent: serving on {}", socket.display());
-    let mut next_refresh = Instant::now();
+    let mut next_refresh = Instant::now() + refresh;
     loop {
         if Instant::now() >= next_refresh {
             let r = shared.with_agent(|a| a.refresh_status());

@@ -36,10 +36,23 @@ pub struct Config {
     /// Update behaviour.
     #[serde(default)]
     pub update: Update,
+    /// License entitlement: when set, a release is installed only if the
+    /// license (read from the agent's files) entitles this host to it.
+    #[serde(default)]
+    pub license: Option<LicenseCheck>,
     /// When the product is charter itself: replace the running updater
     /// with the one in the new release after a successful update.
     #[serde(default)]
     pub self_update: Option<SelfUpdate>,
+}
+
+/// Where the license agent's configuration is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseCheck {
+    /// The agent's config file (license path, state dir, trust root,
+    /// fingerprint sources).
+    pub agent_config: PathBuf,
 }
 
 /// Self-update: charter's own binaries are a release like any other.

@@ -186,6 +186,14 @@ pub enum Error {
         /// Highest version committed here.
         ratchet: semver::Version,
     },
+    /// The license does not entitle this host to the release.
+    #[error("the license does not entitle this host to {version}: {reason}")]
+    NotEntitled {
+        /// The release.
+        version: semver::Version,
+        /// Why.
+        reason: String,
+    },
     /// A version that failed its health check before.
     #[error(
         "{version} failed its health check on this host before and is marked bad; pass --retry-bad to try it again"

@@ -390,7 +390,35 @@ impl Updater {
         if st.bad.contains(v) && !opts.retry_bad {
             return Err(Error::BadVersion { version: v.clone() });
         }
+        self.entitlement(c.manifest.manifest())?;
         Ok(None)
+    }
+
+    /// The license check (docs/SPEC.md §10.6), from the same license and
+    /// state files the agent uses, whoever started the update.
+    fn entitlement(&self, m: &Manifest) -> Result<()> {
+        let Some(lc) = &self.cfg.license else {
+            return Ok(());
+        };
+        let not = |reason: String| Error::NotEntitled {
+            version: m.version.clone(),
+            reason,
+        };
+        let acfg = charter_agent::config::Config::load(&lc.agent_config)
+            .map_err(|e| not(e.to_string()))?;
+        let agent =
+            charter_agent::daemon::Agent::load_readonly(acfg, Box::new(charter_keys::SystemClock))
+                .map_err(|e| not(e.to_string()))?;
+        let Some(license) = agent.license() else {
+            return Err(not(agent.evaluation().reasons.join("; ")));
+        };
+        charter_agent::eval::entitled(
+            agent.evaluation(),
+            &license.license,
+            m.released_at,
+            m.security_fix,
+        )
+        .map_err(not)
     }
 
     /// `check`: what `apply` would do, without doing it.

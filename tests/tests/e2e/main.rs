@@ -2,6 +2,7 @@
 //! signatures. One test binary with a module per area.
 #![allow(clippy::unwrap_used)]
 
+mod agent;
 mod cli_blob;
 mod cli_keys;
 mod cli_manifest;

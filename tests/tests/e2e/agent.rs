@@ -1,0 +1,508 @@
+//! The license agent as a real daemon on a real unix socket, driven by its
+//! CLI and by raw HTTP; the update door; the updater's own entitlement
+//! check.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use charter_tests::host::Host;
+use charter_tests::{Output, run_env};
+
+struct Daemon {
+    child: Child,
+    cfg: PathBuf,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn cli(&self, args: &[&str]) -> Output {
+        let cfg = self.cfg.to_str().unwrap().to_owned();
+        run_env(
+            "charter-agent",
+            self.cfg.parent().unwrap(),
+            args,
+            &[("CHARTER_AGENT_CONFIG", &cfg)],
+        )
+    }
+
+    /// A raw request; returns (status, body).
+    fn raw(&self, request: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(request);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (code, body) = self
+            .raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        (
+            code,
+            serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+/// Issues a license (extra args to `charter license issue`) for `h`'s
+/// product, writes the agent config (extra TOML appended) and starts the
+/// daemon.
+fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
+    let d = h.path().join("agent");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("machine-id"), "00112233445566778899aabbccddeeff\n").unwrap();
+    let dd = d.display();
+    let cfg = d.join("agent.toml");
+    let write_cfg = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "product = \"panel\"\n{extra}\n[paths]\nlicense = \"{dd}/license\"\nstate_dir = \"{dd}/state\"\ntrust_root = \"{}\"\nsocket = \"{dd}/agent.sock\"\nfeatures_file = \"{dd}/features.json\"\n[fingerprint]\nmachine_id = \"{dd}/machine-id\"\ndmi_product_uuid = \"{dd}/none\"\n",
+                h.path().join("root.json").display()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg(extra_cfg);
+    let fp = run_env(
+        "charter-agent",
+        &d,
+        &["fingerprint"],
+        &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
+    )
+    .ok();
+    let fp = fp.stdout.trim().to_owned();
+    assert_eq!(fp.len(), 64);
+    let out = d.join("license");
+    let mut args = vec![
+        "license",
+        "issue",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--serial",
+        "1",
+        "--customer",
+        "Acme",
+        "--product",
+        "panel",
+        "--expires",
+        "365d",
+        "--feature",
+        "backups",
+        "--limit",
+        "max_nodes=10",
+        "--machine",
+        &fp,
+        "--out",
+    ];
+    let out_s = out.to_str().unwrap().to_owned();
+    args.push(&out_s);
+    args.extend_from_slice(license_args);
+    h.f.charter(&args).ok();
+    let child = Command::new(charter_tests::bin("charter-agent"))
+        .arg("run")
+        .env("CHARTER_AGENT_CONFIG", &cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = d.join("agent.sock");
+    let t = Instant::now();
+    while UnixStream::connect(&socket).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon { child, cfg, socket }
+}
+
+fn is_root() -> bool {
+    rustix_uid() == 0
+}
+
+fn rustix_uid() -> u32 {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(1)
+}
+
+#[test]
+fn cli_and_api_answer_allowed_peers() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let st = a.cli(&["status", "--json"]).ok().json();
+    assert_eq!(st["state"], "active", "{st}");
+    assert_eq!(st["customer"], "Acme");
+    assert_eq!(a.cli(&["check-feature", "backups"]).code, 0);
+    assert_eq!(a.cli(&["check-feature", "sso"]).code, 1);
+    assert_eq!(a.cli(&["check-limit", "max_nodes", "10"]).code, 0);
+    let over = a.cli(&["check-limit", "max_nodes", "12"]);
+    assert_eq!(over.code, 1);
+    assert!(
+        over.stderr.contains("12 is above max_nodes = 10"),
+        "{over:?}"
+    );
+    assert_eq!(a.cli(&["check-limit", "max_users", "1"]).code, 1);
+    // The text status names the state and features.
+    let text = a.cli(&["status"]).ok().stdout;
+    assert!(
+        text.contains("state:     active") && text.contains("features:  backups"),
+        "{text}"
+    );
+    // The features file for other programs.
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.path().join("agent/features.json")).unwrap())
+            .unwrap();
+    assert_eq!(f["features"], serde_json::json!(["backups"]));
+    // Audit log verifies.
+    a.cli(&["audit", "verify"]).ok();
+    // charter inspects the license.
+    let j =
+        h.f.charter(&[
+            "license",
+            "inspect",
+            "--root",
+            "root.json",
+            "agent/license",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(j["license"]["license_id"], "lic-1");
+}
+
+#[test]
+fn other_uid_gets_403() {
+    if !is_root() {
+        eprintln!(
+            "needs root to run a client as another uid: skipped (the peer-credential check is still covered by allowed peers above)"
+        );
+        return;
+    }
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    // Let uid 65534 reach the socket and the config (its answer is the test).
+    for p in [h.path(), &h.path().join("agent")] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&a.cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let run_as_nobody = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(charter_tests::bin("charter-agent"))
+            .args(args)
+            .env("CHARTER_AGENT_CONFIG", &a.cfg)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = run_as_nobody(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("403") && err.contains("uid 65534 is not allowed"),
+        "{err}"
+    );
+    // check-feature says "error" (2), not "off" (1), to a stranger.
+    assert_eq!(
+        run_as_nobody(&["check-feature", "backups"]).status.code(),
+        Some(2)
+    );
+    drop(a);
+    // Allowed by uid in the config: answers.
+    let h2 = Host::new();
+    let a2 = start(&h2, &[], "[api]\nallowed_uids = [65534]\n");
+    for p in [h2.path(), &h2.path().join("agent")] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&a2.cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(charter_tests::bin("charter-agent"))
+        .args(["check-feature", "backups"])
+        .env("CHARTER_AGENT_CONFIG", &a2.cfg)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_4xx_and_the_daemon_keeps_serving() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    assert_eq!(a.raw(b"this is not http\r\n\r\n").0, 400);
+    let huge = format!(
+        "GET /v1/license HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    assert_eq!(a.raw(huge.as_bytes()).0, 431);
+    assert_eq!(
+        a.raw(b"POST /v1/update/check HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
+            .0,
+        413
+    );
+    assert_eq!(
+        a.raw(b"POST /v1/update/check HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .0,
+        411
+    );
+    assert_eq!(a.get("/v1/nope").0, 404);
+    assert_eq!(
+        a.raw(b"DELETE /v1/license HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .0,
+        405
+    );
+    assert_eq!(a.get("/v1/limits/max_nodes?value=abc").0, 400);
+    // A client that connects and says nothing does not block others.
+    let _idle = UnixStream::connect(&a.socket).unwrap();
+    let (code, v) = a.get("/v1/license");
+    assert_eq!(code, 200);
+    assert_eq!(v["state"], "active");
+    let (code, v) = a.get("/v1/features/backups");
+    assert_eq!((code, v["enabled"].as_bool()), (200, Some(true)));
+    let (_, v) = a.get("/v1/limits/max_nodes?value=12");
+    assert_eq!(v["allowed"], false);
+}
+
+#[test]
+fn rate_limiting_engages() {
+    let h = Host::new();
+    let a = start(&h, &[], "[api]\nrate_per_sec = 1\nburst = 5\n");
+    let mut s = UnixStream::connect(&a.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut codes = Vec::new();
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    for _ in 0..12 {
+        s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut status).unwrap();
+        codes.push(status.split_whitespace().nth(1).unwrap().to_owned());
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+    }
+    assert_eq!(codes.iter().filter(|c| *c == "200").count(), 5, "{codes:?}");
+    assert!(codes.iter().skip(5).all(|c| c == "429"), "{codes:?}");
+}
+
+fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(15), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn license_file_changes_are_picked_up_without_restart() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    assert_eq!(a.cli(&["check-feature", "sso"]).code, 1);
+    let fp = a.cli(&["fingerprint"]).ok().stdout.trim().to_owned();
+    h.f.charter(&[
+        "license",
+        "issue",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--serial",
+        "2",
+        "--customer",
+        "Acme",
+        "--product",
+        "panel",
+        "--expires",
+        "365d",
+        "--feature",
+        "backups",
+        "--feature",
+        "sso",
+        "--machine",
+        &fp,
+        "--out",
+        "agent/license.new",
+    ])
+    .ok();
+    std::fs::rename(
+        h.path().join("agent/license.new"),
+        h.path().join("agent/license"),
+    )
+    .unwrap();
+    wait_until(
+        || a.cli(&["check-feature", "sso"]).code == 0,
+        "sso on after reissue",
+    );
+}
+
+#[test]
+fn status_document_suspends_and_reinstates() {
+    let h = Host::new();
+    let status = h.path().join("agent-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "suspended",
+        "--reason",
+        "unpaid",
+        "--out",
+        status.to_str().unwrap(),
+    ])
+    .ok();
+    let url = format!("file://{}", status.display());
+    let a = start(&h, &["--status-url", &url, "--max-offline", "7d"], "");
+    let st = a.cli(&["status", "--json"]).ok().json();
+    assert_eq!(st["state"], "suspended", "{st}");
+    assert!(st["reasons"][0].as_str().unwrap().contains("unpaid"));
+    assert_eq!(a.cli(&["check-feature", "backups"]).code, 1);
+    // Updates are refused at the door while suspended.
+    let (code, v) = a.raw_post("/v1/update/apply");
+    assert_eq!(code, 403, "{v}");
+    // A status for another license does not apply.
+    let other = h.path().join("other-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-2",
+        "--state",
+        "active",
+        "--out",
+        other.to_str().unwrap(),
+    ])
+    .ok();
+    let inspect =
+        h.f.charter(&[
+            "license",
+            "inspect",
+            "--root",
+            "root.json",
+            other.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(inspect["status"]["license_id"], "lic-2");
+}
+
+impl Daemon {
+    fn raw_post(&self, path: &str) -> (u16, String) {
+        self.raw(
+            format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    }
+}
+
+fn door_config(h: &Host) -> String {
+    let u = charter_tests::bin("charter-update");
+    let c = h.config.display();
+    let u = u.display();
+    format!(
+        "[update]\ncheck = [\"{u}\", \"--config\", \"{c}\", \"check\", \"--json\"]\napply = [\"{u}\", \"--config\", \"{c}\", \"apply\", \"--json\"]\nrollback = [\"{u}\", \"--config\", \"{c}\", \"rollback\", \"--json\"]\nstatus = [\"{u}\", \"--config\", \"{c}\", \"status\", \"--json\"]\ntimeout_secs = 120\n"
+    )
+}
+
+#[test]
+fn update_triggered_through_the_agent() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let a = start(&h, &[], &door_config(&h));
+    let out = a.cli(&["update", "apply"]).ok();
+    assert!(out.stdout.contains("\"result\": \"installed\""), "{out:?}");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    // A second request while idle works; the job is visible in the API.
+    let (code, v) = a.get("/v1/update");
+    assert_eq!(code, 200);
+    assert_eq!(v["job"]["action"], "apply");
+    assert_eq!(v["job"]["exit_code"], 0);
+    // The audit log has the API calls, with who asked.
+    let log = std::fs::read_to_string(h.path().join("agent/state/audit.jsonl")).unwrap();
+    assert!(
+        log.contains("\"action\":\"apply\"") && log.contains("\"uid\""),
+        "{log}"
+    );
+    a.cli(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn the_updater_checks_the_license_itself() {
+    let h = Host::new();
+    // updates-until in the past: releases made now are not entitled.
+    let a = start(
+        &h,
+        &[
+            "--updates-until",
+            "2020-01-01T00:00:00Z",
+            "--not-before",
+            "2019-01-01T00:00:00Z",
+        ],
+        "",
+    );
+    let agent_cfg = a.cfg.clone();
+    drop(a);
+    h.write_config(
+        &h.server.url(),
+        &format!("[license]\nagent_config = \"{}\"\n", agent_cfg.display()),
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"])
+        .fails_with("the license does not entitle this host to 1.0.0: release dated");
+    assert_eq!(h.current(), None);
+    // A security fix is entitled when the license says so: this one does not.
+    h.publish("1.0.1", true, "a = 1\n", &["--security-fix"]);
+    h.update(&["apply"]).fails_with("does not entitle");
+    let _ = Path::new("");
+}
