@@ -79,8 +79,9 @@ done
 # manifest: the decoded payloads.
 for d in m-small m-full m-cmd; do payload "$d/manifest.json" > "$corpus/manifest/$d.json"; done
 
-# key_pem: public keys, private keys (the real ones use scrypt log_n 14, over
-# the fuzz cap of 8: they seed the structure), low-cost PBES2 ones via openssl.
+# key_pem: public keys, private keys (the CLI's use scrypt N=2^14 r=8, 16 MiB,
+# over the target's 1 MiB cap: they seed the structure), and low-cost PBES2
+# ones via openssl that the target really decrypts.
 cp r1.key.pub "$corpus/key_pem/public.pem"
 cp r1.key "$corpus/key_pem/private-scrypt14.pem"
 cp plain.key "$corpus/key_pem/private-plain.pem"

@@ -229,6 +229,21 @@ fn check_kdf_cost(scheme: &EncryptionScheme, name: &Path, limits: &Limits) -> Re
         ));
     };
     if let Some(s) = params.kdf.scrypt() {
+        // N must be a power of two >= 2 (the KDF library panics on N = 0),
+        // r and p at least 1.
+        if s.cost_parameter < 2
+            || !s.cost_parameter.is_power_of_two()
+            || s.block_size == 0
+            || s.parallelization == 0
+        {
+            return Err(invalid(
+                name,
+                &format!(
+                    "invalid scrypt parameters N={} r={} p={}",
+                    s.cost_parameter, s.block_size, s.parallelization
+                ),
+            ));
+        }
         let memory = 128u64
             .saturating_mul(s.cost_parameter)
             .saturating_mul(u64::from(s.block_size));
@@ -243,6 +258,9 @@ fn check_kdf_cost(scheme: &EncryptionScheme, name: &Path, limits: &Limits) -> Re
             });
         }
     } else if let Some(p) = params.kdf.pbkdf2() {
+        if p.iteration_count == 0 {
+            return Err(invalid(name, "PBKDF2 with zero iterations"));
+        }
         if p.iteration_count > limits.max_pbkdf2_iterations {
             return Err(Error::KdfTooExpensive {
                 path: name.to_owned(),

@@ -297,6 +297,29 @@ mod keyfile {
         assert!(matches!(err, Error::KdfTooExpensive { .. }), "{err}");
     }
 
+    /// Regression (fuzz/regressions/key_pem-scrypt-n-zero): scrypt N = 0
+    /// made the KDF library panic; it is refused as invalid.
+    #[test]
+    fn scrypt_cost_zero_refused_not_panicking() {
+        let pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\
+MGIwTgYJKoZIhvcNAQUNMEEwIAYJKwYBBAHaRwQLMBMECAAAAAAAAAAAAgEAAgEI\n\
+AgEBMB0GCWCGSAFlAwQBKgQQAAAAAAAAAAAAAAAAAAAAAAQQAAAAAAAAAAAAAAAA\n\
+AAAAAA==\n\
+-----END ENCRYPTED PRIVATE KEY-----\n";
+        let err = SecretKey::from_pem(
+            pem,
+            std::path::Path::new("k.pem"),
+            &Limits::default(),
+            pass("x"),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("invalid scrypt parameters N=0"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn oversized_key_file_refused() {
         let dir = tempfile::tempdir().unwrap();
