@@ -47,6 +47,7 @@ pub struct Shared {
     group_members: BTreeSet<String>,
     users: HashMap<u32, String>,
     limiter: Mutex<HashMap<u32, (f64, Instant)>>,
+    per_uid: Mutex<HashMap<u32, usize>>,
     rate: f64,
     burst: f64,
     max_conns: usize,
@@ -100,6 +101,7 @@ impl Shared {
             group_members,
             users,
             limiter: Mutex::new(HashMap::new()),
+            per_uid: Mutex::new(HashMap::new()),
             rate: f64::from(cfg.rate_per_sec),
             burst: f64::from(cfg.burst),
             max_conns: cfg.max_connections,
@@ -303,30 +305,56 @@ fn connection(mut stream: UnixStream, shared: &Arc<Shared>) {
         cred.pid.as_raw_nonzero().get(),
     );
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-    let allowed = shared.authorized(uid, gid);
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let req = match read_request(&mut stream, &mut buf) {
-            ReadOutcome::Closed => return,
-            ReadOutcome::Bad(code, why) => {
-                let _ = respond(&mut stream, code, &json!({"error": why}), true);
-                return;
-            }
-            ReadOutcome::Request(r) => r,
-        };
-        if !allowed {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    // Strangers are answered and dropped at once: they never hold one of
+    // the connection slots.
+    if !shared.authorized(uid, gid) {
+        let _ = respond(
+            &mut stream,
+            403,
+            &json!({"error": format!("uid {uid} is not allowed to use this API")}),
+            true,
+        );
+        return;
+    }
+    // No single peer may take every slot.
+    let per_uid = (shared.max_conns / 4).max(1);
+    {
+        let mut c = shared.per_uid.lock().unwrap_or_else(|e| e.into_inner());
+        let n = c.entry(uid).or_insert(0);
+        if *n >= per_uid {
+            drop(c);
             let _ = respond(
                 &mut stream,
-                403,
-                &json!({"error": format!("uid {uid} is not allowed to use this API")}),
+                503,
+                &json!({"error": "too many connections from this uid"}),
                 true,
             );
             return;
         }
+        *n += 1;
+    }
+    serve_connection(&mut stream, shared, uid, pid);
+    let mut c = shared.per_uid.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = c.get_mut(&uid) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+fn serve_connection(stream: &mut UnixStream, shared: &Arc<Shared>, uid: u32, pid: i32) {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let req = match read_request(stream, &mut buf) {
+            ReadOutcome::Closed => return,
+            ReadOutcome::Bad(code, why) => {
+                let _ = respond(stream, code, &json!({"error": why}), true);
+                return;
+            }
+            ReadOutcome::Request(r) => r,
+        };
         if !shared.take_token(uid) {
             if respond(
-                &mut stream,
+                stream,
                 429,
                 &json!({"error": "rate limit exceeded"}),
                 req.close,
@@ -339,7 +367,7 @@ fn connection(mut stream: UnixStream, shared: &Arc<Shared>) {
             continue;
         }
         let (code, body) = route(shared, &req, uid, pid);
-        if respond(&mut stream, code, &body, req.close).is_err() || req.close {
+        if respond(stream, code, &body, req.close).is_err() || req.close {
             return;
         }
     }
@@ -471,8 +499,10 @@ fn run_door(argv: &[String], timeout: Duration) -> (Option<i32>, Value) {
     let Some((prog, args)) = argv.split_first() else {
         return (None, json!("empty command"));
     };
+    use std::os::unix::process::CommandExt;
     let child = std::process::Command::new(prog)
         .args(args)
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -502,6 +532,8 @@ fn run_door(argv: &[String], timeout: Duration) -> (Option<i32>, Value) {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() > deadline => {
+                // The whole group: sudo and the charter-update under it.
+                crate::daemon::kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

@@ -54,6 +54,11 @@ pub struct Paths {
     pub socket: PathBuf,
     /// The feature state, written atomically for other programs to read.
     pub features_file: PathBuf,
+    /// The newest trust root the updater accepted (its state dir's
+    /// root.json): used when newer than `trust_root`, so a rotated license
+    /// key reaches the agent too.
+    #[serde(default)]
+    pub updater_root: Option<PathBuf>,
 }
 
 /// The local API.

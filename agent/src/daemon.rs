@@ -69,9 +69,7 @@ impl Agent {
     }
 
     fn load_with(cfg: Config, clock: Box<dyn Clock>, store: StateStore) -> Result<Self> {
-        let root_bytes =
-            charter_keys::fsutil::read_capped(&cfg.paths.trust_root, 32 << 20, "a trust root")?;
-        let root = VerifiedRoot::from_trusted(&root_bytes, &charter_keys::Limits::default())?;
+        let root = load_root(&cfg)?;
         let fingerprint = crate::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint)?;
         let loaded = store.load()?;
         let now = clock.now();
@@ -334,6 +332,17 @@ impl Agent {
             });
         }
         let now = self.clock.now();
+        let tolerance =
+            SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
+        if st.status.issued_at > now + tolerance {
+            return Err(Error::Invalid {
+                what: "license status",
+                reason: format!(
+                    "issued at {}, in the future of this host's clock ({now})",
+                    st.status.issued_at
+                ),
+            });
+        }
         let freshness = SignedDuration::from_secs(
             i64::try_from(lic.max_offline_secs.unwrap_or(86_400).min(86_400)).unwrap_or(86_400),
         );
@@ -342,6 +351,15 @@ impl Agent {
             (Loaded::Tampered(_) | Loaded::Deleted, true) => {
                 self.notes
                     .push("a fresh signed status re-established the license state".into());
+                // The old audit chain cannot be verified against the new
+                // state: keep it aside as evidence and start a new one.
+                let log = self.audit.path().to_owned();
+                if log.exists() {
+                    let aside = log.with_extension(format!("jsonl.before-{}", now.as_second()));
+                    std::fs::rename(&log, &aside).map_err(|e| Error::io("rename", &log, e))?;
+                    self.notes
+                        .push(format!("previous audit log kept as {}", aside.display()));
+                }
                 RuntimeState {
                     license_id: Some(lic.license_id.clone()),
                     highest_serial: lic.serial,
@@ -431,19 +449,67 @@ impl Evaluation {
     }
 }
 
+/// The trust root: the shipped one, or the newer one the updater keeps
+/// after following rotations (`paths.updater_root`), when that file is
+/// owned by root, verifies, and has a higher version.
+fn load_root(cfg: &Config) -> Result<VerifiedRoot> {
+    let limits = charter_keys::Limits::default();
+    let read =
+        |p: &Path| charter_keys::fsutil::read_capped(p, limits.max_envelope_bytes, "a trust root");
+    let shipped = VerifiedRoot::from_trusted(&read(&cfg.paths.trust_root)?, &limits)?;
+    let Some(kept) = &cfg.paths.updater_root else {
+        return Ok(shipped);
+    };
+    let owned_by_root =
+        std::fs::metadata(kept).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    match read(kept)
+        .ok()
+        .filter(|_| owned_by_root)
+        .and_then(|b| VerifiedRoot::from_trusted(&b, &limits).ok())
+    {
+        Some(r) if r.version() > shipped.version() => Ok(r),
+        _ => Ok(shipped),
+    }
+}
+
+/// Runs a feature hook with a 60 s timeout (its process group is killed
+/// when it expires).
 fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
+    use std::os::unix::process::CommandExt;
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let out = std::process::Command::new(prog)
+    let mut child = std::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
-    if out.status.success() {
-        Ok("ok".into())
-    } else {
-        Err(format!("`{prog}` failed: {}", out.status))
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok("ok".into()),
+            Ok(Some(s)) => return Err(format!("`{prog}` failed: {s}")),
+            Ok(None) if std::time::Instant::now() > deadline => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(format!("`{prog}` timed out after 60 s"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Kills a process group (the child was started as its leader).
+pub(crate) fn kill_group(pid: u32) {
+    if let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
     }
 }
 

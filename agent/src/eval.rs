@@ -230,21 +230,30 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
             ));
         } else {
             last_contact = last_contact.max(s.issued_at);
-            if i.now <= s.valid_until {
-                let why = s
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                match s.state {
-                    StatusState::Active => {}
-                    StatusState::Suspended => {
-                        e.worsen(State::Suspended, format!("license suspended{why}"))
-                    }
-                    StatusState::Revoked => {
-                        e.worsen(State::Invalid, format!("license revoked{why}"))
-                    }
+            let why = s
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            // Suspension and revocation hold until a newer status replaces
+            // them; an `active` status only speaks until valid_until.
+            match s.state {
+                StatusState::Active => {}
+                StatusState::Suspended => {
+                    e.worsen(State::Suspended, format!("license suspended{why}"))
                 }
+                StatusState::Revoked => e.worsen(State::Invalid, format!("license revoked{why}")),
+            }
+            if let Some(cur) = s.current_serial
+                && cur > lic.serial
+            {
+                e.worsen(
+                    State::Invalid,
+                    format!(
+                        "license serial {} was superseded by serial {cur}; install the current license",
+                        lic.serial
+                    ),
+                );
             }
         }
     }

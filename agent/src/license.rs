@@ -91,8 +91,15 @@ pub struct LicenseStatus {
     pub reason: Option<String>,
     /// When it was signed.
     pub issued_at: Timestamp,
-    /// Hosts stop relying on it after this.
+    /// Hosts stop relying on an `active` status after this (suspension and
+    /// revocation stay in force until a newer status replaces them).
     pub valid_until: Timestamp,
+    /// The license's current serial, as the vendor knows it: a host holding
+    /// an older serial is told its license was superseded (this is what
+    /// stops an older license being replayed after the host's state was
+    /// reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_serial: Option<u64>,
 }
 
 fn check_name(what: &'static str, s: &str) -> Result<()> {

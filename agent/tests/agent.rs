@@ -133,6 +133,7 @@ impl Env {
             reason: Some("billing".into()),
             issued_at,
             valid_until: issued_at + SignedDuration::from_secs(7 * DAY),
+            current_serial: None,
         };
         let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
         env.sign(&self.lic_key as &dyn Signer).unwrap();
@@ -441,6 +442,7 @@ fn status_signed_by_a_release_key_is_refused() {
         reason: None,
         issued_at: e.t0,
         valid_until: e.t0 + SignedDuration::from_secs(DAY),
+        current_serial: None,
     };
     let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
     env.sign(&e.rel_key as &dyn Signer).unwrap();
@@ -509,4 +511,65 @@ fn audit_log_chain_detects_edits_and_deletions() {
         .unwrap();
     assert!(r.problem.unwrap().contains("lines lost"));
     let _ = Path::new("");
+}
+
+/// Regression (review Q24): deleting the state and installing an older
+/// serial is caught by the status document naming the current serial.
+#[test]
+fn older_serial_after_state_reset_is_superseded() {
+    let e = Env::new();
+    e.write_license(&e.license(5), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    e.write_license(&e.license(4), &e.lic_key);
+    let mut a = e.agent();
+    let s = LicenseStatus {
+        license_id: "lic-1".into(),
+        state: StatusState::Active,
+        reason: None,
+        issued_at: e.clock.now(),
+        valid_until: e.clock.now() + SignedDuration::from_secs(DAY),
+        current_serial: Some(5),
+    };
+    let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
+    env.sign(&e.lic_key as &dyn Signer).unwrap();
+    a.accept_status(&env.to_json()).unwrap();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "superseded by serial 5"));
+    // After re-establishment the new audit chain verifies; the old one is
+    // kept aside.
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+    let kept = std::fs::read_dir(e.path("state"))
+        .unwrap()
+        .flatten()
+        .any(|f| f.file_name().to_string_lossy().contains("before-"));
+    assert!(kept);
+}
+
+/// Regression (review Q27): a suspension holds past its valid_until until a
+/// newer status replaces it.
+#[test]
+fn suspension_does_not_lapse() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Suspended, e.t0))
+        .unwrap();
+    e.clock.advance(8 * DAY);
+    a.evaluate_and_record("tick").unwrap();
+    assert_eq!(state(&a), State::Suspended);
+}
+
+/// Regression (review Q28): a status from the future is refused, so it
+/// cannot push the clock's high-water mark ahead.
+#[test]
+fn status_from_the_future_is_refused() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let mut a = e.agent();
+    let future = e.t0 + SignedDuration::from_secs(3 * DAY);
+    let err = a
+        .accept_status(&e.status("lic-1", StatusState::Active, future))
+        .unwrap_err();
+    assert!(err.to_string().contains("in the future"), "{err}");
 }

@@ -384,6 +384,10 @@ pub enum LicenseCmd {
         /// How long hosts may rely on it (duration or RFC 3339 time).
         #[arg(long, default_value = "7d")]
         valid_for: String,
+        /// The license's current serial (hosts holding an older one are
+        /// told it was superseded).
+        #[arg(long)]
+        current_serial: Option<u64>,
         /// Output file (replaced atomically: status documents are reissued).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,

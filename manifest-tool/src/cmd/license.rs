@@ -44,6 +44,7 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
             state,
             reason,
             valid_for,
+            current_serial,
             out,
         } => {
             let state = match state.as_str() {
@@ -59,6 +60,7 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
                 reason,
                 issued_at,
                 valid_until: parse_expiry(&valid_for, issued_at)?,
+                current_serial,
             };
             status.validate()?;
             let env = sign(ctx, PAYLOAD_LICENSE_STATUS, status.to_payload(), &keys)?;
