@@ -307,7 +307,9 @@ impl VerifiedRoot {
     {
         let mut current = self;
         let mut rotations = 0u32;
-        while let Some(bytes) = fetch(current.version() + 1)? {
+        while let Some(next) = current.version().checked_add(1)
+            && let Some(bytes) = fetch(next)?
+        {
             if rotations == limits.max_root_rotations {
                 return Err(Error::TooManyRotations {
                     max: limits.max_root_rotations,

@@ -285,7 +285,11 @@ impl Host {
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .map(|mut v| {
-                v.as_object_mut().map(|o| o.remove("last_check"));
+                // Bookkeeping of what was seen, not of what is installed.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("last_check");
+                    o.remove("pointer_published");
+                }
                 v
             })
             .unwrap_or_default();

@@ -226,6 +226,9 @@ impl Config {
             ));
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
+        if let Some(h) = &cfg.health {
+            h.validate().map_err(|e| bad(format!("health: {e}")))?;
+        }
         if let Some(su) = &cfg.self_update {
             crate::path::ArchivePath::new(&su.binary, 4096)
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;

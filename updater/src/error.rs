@@ -194,6 +194,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A channel pointer older than one this host already accepted.
+    #[error(
+        "channel pointer published at {published} is older than one already accepted here ({seen}): a replay?"
+    )]
+    ReplayedPointer {
+        /// Its publication time.
+        published: jiff::Timestamp,
+        /// The newest seen.
+        seen: jiff::Timestamp,
+    },
     /// A version that failed its health check before.
     #[error(
         "{version} failed its health check on this host before and is marked bad; pass --retry-bad to try it again"

@@ -475,6 +475,9 @@ impl ResumingReader<'_> {
                 }
                 Ok(n) => {
                     self.offset += n as u64;
+                    // Progress resets the retry budget: a flaky link that
+                    // keeps moving is not given up on.
+                    self.failures = 0;
                     return Ok(n);
                 }
                 Err(e) => {

@@ -49,6 +49,11 @@ pub struct HostState {
     /// When the repository was last checked.
     #[serde(default)]
     pub last_check: Option<Timestamp>,
+    /// The newest `published_at` of a channel pointer accepted here: an
+    /// older pointer (even unexpired, even allowing a downgrade) is a
+    /// replay and is refused.
+    #[serde(default)]
+    pub pointer_published: Option<Timestamp>,
 }
 
 /// The last verified channel pointer, for conditional GETs.

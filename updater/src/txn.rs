@@ -355,6 +355,18 @@ impl Updater {
             &self.cfg.product,
             &self.cfg.channel,
         )?;
+        // A pointer older than one already accepted is a replay.
+        let published = vc.pointer().published_at;
+        let mut st = self.state.state()?;
+        if let Some(seen) = st.pointer_published {
+            if published < seen {
+                return Err(Error::ReplayedPointer { published, seen });
+            }
+        }
+        if st.pointer_published != Some(published) {
+            st.pointer_published = Some(published);
+            self.state.save_state(&st)?;
+        }
         if !not_modified {
             self.state.save_channel_cache(&ChannelCache {
                 envelope: String::from_utf8_lossy(&bytes).into_owned(),
@@ -1181,36 +1193,39 @@ pub fn carry_over(
         })
         .map(|e| e.path().as_str())
         .collect();
-    let scanned = crate::tree::scan(old, &Limits::default())?;
     let mut count = 0usize;
-    for s in scanned {
-        let p = s.path.as_str();
-        if !set.is_match(p) || configs.contains(p) {
+    for (p, md) in walk_tolerant(old) {
+        if !set.is_match(&p) || configs.contains(p.as_str()) {
             continue;
         }
-        let src = old.join(p);
-        let dest = new_dir.join(p);
+        let src = old.join(&p);
+        let dest = new_dir.join(&p);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
         }
-        match s.found {
-            crate::tree::Found::Dir { mode } => {
-                if !dest.is_dir() {
-                    let _ = remove_tree(&dest);
-                    std::fs::create_dir(&dest).map_err(|e| Error::io("create", &dest, e))?;
-                }
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| Error::io("chmod", &dest, e))?;
-            }
-            crate::tree::Found::File { .. } => {
-                copy_replace(&src, &dest)?;
-                count += 1;
-            }
-            crate::tree::Found::Symlink { target } => {
+        let ft = md.file_type();
+        use std::os::unix::fs::MetadataExt;
+        if ft.is_dir() {
+            if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
                 let _ = remove_tree(&dest);
-                std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(|e| Error::io("create symlink", &dest, e))?;
+                std::fs::create_dir(&dest).map_err(|e| Error::io("create", &dest, e))?;
             }
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .map_err(|e| Error::io("chmod", &dest, e))?;
+            keep_owner(&dest, &md, false);
+        } else if ft.is_file() {
+            copy_replace(&src, &dest)?;
+            count += 1;
+        } else if ft.is_symlink() {
+            // The product's own links under its preserved data are kept as
+            // they are; they are never followed here.
+            let target = std::fs::read_link(&src).map_err(|e| Error::io("read link", &src, e))?;
+            let _ = remove_tree(&dest);
+            std::os::unix::fs::symlink(&target, &dest)
+                .map_err(|e| Error::io("create symlink", &dest, e))?;
+            keep_owner(&dest, &md, true);
+        } else {
+            notes.push(format!("not carried over: {p} (socket, FIFO or device)"));
         }
     }
     if count > 0 {
@@ -1219,15 +1234,80 @@ pub fn carry_over(
     Ok(notes)
 }
 
-/// Copies `src` over `dest` (replacing a file, never following a symlink at
-/// `dest`), keeping `src`'s mode.
-fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
-    let md = std::fs::symlink_metadata(dest);
-    if md.as_ref().is_ok_and(|m| m.is_dir()) {
-        remove_tree(dest)?;
-    } else if md.is_ok() {
-        std::fs::remove_file(dest).map_err(|e| Error::io("remove", dest, e))?;
+/// Every entry under `root` (relative path, lstat), never following
+/// symlinks and skipping what cannot be read instead of failing: preserved
+/// data is the product's, whatever it holds.
+fn walk_tolerant(root: &Path) -> Vec<(String, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let r = rel.join(e.file_name());
+            let Some(name) = r.to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Ok(md) = std::fs::symlink_metadata(root.join(&r)) else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(r);
+            }
+            out.push((name, md));
+        }
     }
-    std::fs::copy(src, dest).map_err(|e| Error::io("copy", src, e))?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Gives `path` the owner of the original (only possible as root; a
+/// non-root updater keeps its own ownership).
+fn keep_owner(path: &Path, md: &std::fs::Metadata, is_link: bool) {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = (Some(md.uid()), Some(md.gid()));
+    let _ = if is_link {
+        std::os::unix::fs::lchown(path, uid, gid)
+    } else {
+        std::os::unix::fs::chown(path, uid, gid)
+    };
+}
+
+/// Copies the regular file `src` over `dest`, keeping mode and owner. The
+/// source is opened with O_NOFOLLOW and checked to be a regular file on the
+/// open descriptor, so a file swapped for a symlink after the walk is not
+/// followed (this runs as root); `dest` is created new, never through a
+/// link.
+fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    let mut from = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow)
+        .open(src)
+        .map_err(|e| Error::io("open", src, e))?;
+    let md = from.metadata().map_err(|e| Error::io("stat", src, e))?;
+    if !md.is_file() {
+        return Err(Error::FileChanged {
+            path: src.to_owned(),
+        });
+    }
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => remove_tree(dest)?,
+        Ok(_) => std::fs::remove_file(dest).map_err(|e| Error::io("remove", dest, e))?,
+        Err(_) => {}
+    }
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(md.mode() & 0o7777)
+        .custom_flags(nofollow)
+        .open(dest)
+        .map_err(|e| Error::io("create", dest, e))?;
+    std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", src, e))?;
+    to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(|e| Error::io("chmod", dest, e))?;
+    let _ = std::os::unix::fs::fchown(&to, Some(md.uid()), Some(md.gid()));
     Ok(())
 }

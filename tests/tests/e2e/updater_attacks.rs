@@ -359,3 +359,18 @@ fn tar_with_setuid_bit_not_in_manifest() {
         "archive entry `bin/suid` is not in the signed manifest",
     );
 }
+
+/// Regression (review Q30): an older channel pointer, still unexpired and
+/// even allowing a downgrade, is refused once a newer one was seen.
+#[test]
+fn replayed_older_channel_pointer() {
+    let h = host();
+    let old_pointer = std::fs::read(h.repo.join("channels/panel/stable.json")).unwrap();
+    // Publish 2.0.0 a little later and let the host see it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h.point("stable", "2.0.0");
+    h.update(&["check"]).ok();
+    // The attacker serves the older (1.0.0 -> 2.0.0 era) pointer again.
+    std::fs::write(h.repo.join("channels/panel/stable.json"), &old_pointer).unwrap();
+    refused(&h, "is older than one already accepted here");
+}

@@ -2,6 +2,8 @@
 //! a preserved config, a failing release rolled back and never retried,
 //! verify finding a hand-changed file.
 
+use std::process::Command;
+
 use charter_tests::host::Host;
 
 #[test]
@@ -321,4 +323,46 @@ fn self_update_replaces_the_running_updater() {
         .output()
         .unwrap();
     assert!(v.status.success());
+}
+
+/// Regression (review Q31, Q32): preserved data keeps its owner, and a
+/// socket or an absolute symlink in it does not block updates.
+#[test]
+fn preserved_data_keeps_owner_and_odd_entries_do_not_block() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    let var = h.root.join("opt/current/var");
+    std::fs::create_dir_all(&var).unwrap();
+    std::fs::write(var.join("db"), b"data").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", var.join("abs-link")).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(var.join("app.sock")).unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    if root {
+        std::os::unix::fs::chown(var.join("db"), Some(1000), Some(1000)).unwrap();
+    }
+    h.publish("1.1.0", true, "a = 1\n", &[]);
+    let out = h.update(&["apply"]).ok();
+    assert!(
+        out.stderr.contains("not carried over: var/app.sock"),
+        "{out:?}"
+    );
+    assert_eq!(h.installed("var/db").unwrap(), b"data");
+    assert_eq!(
+        std::fs::read_link(h.root.join("opt/current/var/abs-link"))
+            .unwrap()
+            .to_str(),
+        Some("/etc/hostname")
+    );
+    if root {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(h.root.join("opt/current/var/db")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1000, 1000));
+    } else {
+        eprintln!("not root: ownership part skipped (chown needs root)");
+    }
 }
