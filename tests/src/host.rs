@@ -102,9 +102,30 @@ impl Host {
     }
 
     /// Packs, signs (threshold 2), adds to the repository and publishes
-    /// `version` on the stable channel. Extra args go to `manifest create`.
+    /// `version` on the stable channel: a fresh sample tree with the usual
+    /// config globs and health check. Extra args go to `manifest create`.
     pub fn publish(&self, version: &str, healthy: bool, config: &str, extra: &[&str]) {
         self.tree(version, healthy, config);
+        let mut args = vec![
+            "--config",
+            "etc/*.toml",
+            "--preserve",
+            "var/**",
+            "--health-cmd",
+            "bin/health",
+            "--health-retries",
+            "0",
+            "--health-timeout",
+            "5s",
+        ];
+        args.extend_from_slice(extra);
+        self.publish_tree(version, &args);
+    }
+
+    /// Packs `trees/<version>` as it is (the caller wrote it), with `extra`
+    /// args to `manifest create`, signs it with rel1 and rel2, adds it to
+    /// the repository and points the stable channel at it.
+    pub fn publish_tree(&self, version: &str, extra: &[&str]) {
         let out = format!("out/{version}");
         let tree = format!("trees/{version}");
         let mut args = vec![
@@ -118,16 +139,6 @@ impl Host {
             &tree,
             "--out",
             &out,
-            "--config",
-            "etc/*.toml",
-            "--preserve",
-            "var/**",
-            "--health-cmd",
-            "bin/health",
-            "--health-retries",
-            "0",
-            "--health-timeout",
-            "5s",
         ];
         args.extend_from_slice(extra);
         self.f.charter(&args).ok();

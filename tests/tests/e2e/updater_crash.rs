@@ -172,31 +172,17 @@ fn sigkill_during_the_health_check() {
         format!("#!/bin/sh\ntouch {}\nsleep 30\n", marker.display()),
     )
     .unwrap();
-    h.f.charter(&[
-        "manifest",
-        "create",
-        "--product",
-        "panel",
-        "--version",
+    h.publish_tree(
         "2.1.0",
-        "--from",
-        "trees/2.1.0",
-        "--out",
-        "out/2.1.0",
-        "--config",
-        "etc/*.toml",
-        "--health-cmd",
-        "bin/health",
-        "--health-timeout",
-        "60s",
-    ])
-    .ok();
-    for k in ["rel1.key", "rel2.key"] {
-        h.f.charter(&["manifest", "sign", "--key", k, "out/2.1.0/manifest.json"])
-            .ok();
-    }
-    h.f.charter(&["repo", "add", "repo", "out/2.1.0"]).ok();
-    h.point("stable", "2.1.0");
+        &[
+            "--config",
+            "etc/*.toml",
+            "--health-cmd",
+            "bin/health",
+            "--health-timeout",
+            "60s",
+        ],
+    );
     let mut child = spawn_apply(&h);
     wait_for(|| marker.exists());
     // Swapped, health check running: kill -9 now.

@@ -201,29 +201,10 @@ fn update_scripts_run_and_a_failing_pre_swap_script_stops_the_update() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    h.f.charter(&[
-        "manifest",
-        "create",
-        "--product",
-        "panel",
-        "--version",
+    h.publish_tree(
         "2.0.0",
-        "--from",
-        "trees/2.0.0",
-        "--out",
-        "out/2.0.0",
-        "--config",
-        "etc/*.toml",
-        "--pre-swap-script",
-        "bin/migrate",
-    ])
-    .ok();
-    for k in ["rel1.key", "rel2.key"] {
-        h.f.charter(&["manifest", "sign", "--key", k, "out/2.0.0/manifest.json"])
-            .ok();
-    }
-    h.f.charter(&["repo", "add", "repo", "out/2.0.0"]).ok();
-    h.point("stable", "2.0.0");
+        &["--config", "etc/*.toml", "--pre-swap-script", "bin/migrate"],
+    );
     h.update(&["apply"])
         .fails_with("pre_swap script bin/migrate failed: exit status: 7");
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
@@ -287,25 +268,7 @@ fn self_update_replaces_the_running_updater() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    h.f.charter(&[
-        "manifest",
-        "create",
-        "--product",
-        "panel",
-        "--version",
-        "1.0.0",
-        "--from",
-        "trees/1.0.0",
-        "--out",
-        "out/1.0.0",
-    ])
-    .ok();
-    for k in ["rel1.key", "rel2.key"] {
-        h.f.charter(&["manifest", "sign", "--key", k, "out/1.0.0/manifest.json"])
-            .ok();
-    }
-    h.f.charter(&["repo", "add", "repo", "out/1.0.0"]).ok();
-    h.point("stable", "1.0.0");
+    h.publish_tree("1.0.0", &[]);
     let out = std::process::Command::new(&running)
         .arg("apply")
         .env("CHARTER_CONFIG", &h.config)
