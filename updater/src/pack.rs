@@ -3,8 +3,7 @@
 //! (zstd) and hashes the compressed output as it is written
 //! (docs/SPEC.md §6.4).
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -62,169 +61,58 @@ pub struct Created {
     pub artifact_path: PathBuf,
 }
 
-/// What the reading thread sends for each file, in walk order.
-enum Piece {
-    /// The next bytes of the current file.
-    Data(Vec<u8>),
-    /// The current file ended: its digest and length.
-    End(Sha256Digest),
-    /// Reading failed (the file vanished, changed size, or is no longer a
-    /// regular file).
-    Fail(Error),
+/// Passes bytes through while hashing and counting them.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
 }
 
-/// Reads and hashes every file of the walk, in order, on its own thread,
-/// sending chunks down a bounded queue: the thread that builds the archive
-/// and feeds the compressor no longer hashes.
-fn read_files(root: &Path, files: Vec<(String, u64)>, tx: std::sync::mpsc::SyncSender<Piece>) {
-    use std::os::unix::fs::OpenOptionsExt;
-    for (rel, size) in files {
-        let full = root.join(&rel);
-        // O_NOFOLLOW, then fstat: a file swapped for a symlink (or anything
-        // else) since the walk is refused, not followed.
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&full)
-            .map_err(|e| Error::io("read", &full, e))
-            .and_then(|f| match f.metadata() {
-                Ok(md) if md.is_file() => Ok(f),
-                Ok(_) => Err(Error::FileChanged { path: full.clone() }),
-                Err(e) => Err(Error::io("stat", &full, e)),
-            });
-        let mut file = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.send(Piece::Fail(e));
-                return;
-            }
-        };
-        let mut hasher = Sha256::new();
-        let mut left = size;
-        while left > 0 {
-            let mut buf = vec![0u8; (512 << 10).min(left as usize)];
-            let n = match file.read(&mut buf) {
-                Ok(0) => {
-                    let _ = tx.send(Piece::Fail(Error::FileChanged { path: full }));
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.send(Piece::Fail(Error::io("read", &full, e)));
-                    return;
-                }
-            };
-            buf.truncate(n);
-            hasher.update(&buf);
-            left -= n as u64;
-            if tx.send(Piece::Data(buf)).is_err() {
-                return;
-            }
-        }
-        let mut probe = [0u8; 1];
-        if !matches!(file.read(&mut probe), Ok(0)) {
-            let _ = tx.send(Piece::Fail(Error::FileChanged { path: full }));
-            return;
-        }
-        if tx.send(Piece::End(Sha256Digest(hasher.finalize().into()))).is_err() {
-            return;
-        }
-    }
-}
-
-/// One file's bytes, as the archive builder reads them from the queue.
-struct QueuedFile<'a> {
-    rx: &'a std::sync::mpsc::Receiver<Piece>,
-    chunk: Vec<u8>,
-    pos: usize,
-    digest: Option<Sha256Digest>,
-    failed: Option<Error>,
-}
-
-impl Read for QueuedFile<'_> {
+impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            if self.digest.is_some() {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Piece::Data(c)) => {
-                    self.chunk = c;
-                    self.pos = 0;
-                }
-                Ok(Piece::End(d)) => self.digest = Some(d),
-                Ok(Piece::Fail(e)) => {
-                    let msg = e.to_string();
-                    self.failed = Some(e);
-                    return Err(io::Error::other(msg));
-                }
-                Err(_) => return Err(io::Error::other("the reading thread stopped")),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
         Ok(n)
     }
 }
 
-/// A writer that hands each chunk to a thread which hashes it and writes
-/// it to the file: the artifact's SHA-256 is computed beside the
-/// compression instead of on the thread that feeds it.
-struct HashPipe {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    worker: Option<std::thread::JoinHandle<io::Result<(Sha256Digest, u64, File)>>>,
+/// A writer that hashes and counts what goes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
 }
 
-impl HashPipe {
-    fn new(mut file: File) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let worker = std::thread::spawn(move || {
-            let mut hasher = Sha256::new();
-            let mut count = 0u64;
-            for chunk in rx {
-                hasher.update(&chunk);
-                count += chunk.len() as u64;
-                file.write_all(&chunk)?;
-            }
-            Ok((Sha256Digest(hasher.finalize().into()), count, file))
-        });
-        HashPipe {
-            tx: Some(tx),
-            worker: Some(worker),
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
         }
     }
 
-    /// Waits for the thread: digest, size, and the file.
-    fn finish(mut self) -> io::Result<(Sha256Digest, u64, File)> {
-        drop(self.tx.take());
-        self.worker
-            .take()
-            .map(|w| w.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked"))))
-            .unwrap_or_else(|| Err(io::Error::other("hashing thread missing")))
-    }
-
-    fn broken(&mut self) -> io::Error {
-        // The thread stopped early: its own error says why.
-        drop(self.tx.take());
-        match self.worker.take().map(|w| w.join()) {
-            Some(Ok(Err(e))) => e,
-            _ => io::Error::other("the artifact writer stopped"),
-        }
+    /// Digest and byte count so far, and the inner writer.
+    pub fn finish(self) -> (Sha256Digest, u64, W) {
+        (
+            Sha256Digest(self.hasher.finalize().into()),
+            self.count,
+            self.inner,
+        )
     }
 }
 
-impl Write for HashPipe {
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let sent = match &self.tx {
-            Some(tx) => tx.send(buf.to_vec()).is_ok(),
-            None => false,
-        };
-        if sent { Ok(buf.len()) } else { Err(self.broken()) }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -311,7 +199,7 @@ pub fn create(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io("open", tmp_artifact.path(), e))?;
-    let out = io::BufWriter::with_capacity(1 << 20, HashPipe::new(file));
+    let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
     let mtime = opts.released_at.as_second().max(0) as u64;
 
     let (entries, out) = match opts.format {
@@ -341,13 +229,11 @@ pub fn create(
             (entries, out)
         }
     };
-    let pipe = out
+    let (sha256, size, buffered) = out.finish();
+    buffered
         .into_inner()
-        .map_err(|e| Error::io("write", &artifact_path, e.into_error()))?;
-    let (sha256, size, file) = pipe
-        .finish()
-        .map_err(|e| Error::io("write", &artifact_path, e))?;
-    file.sync_all()
+        .map_err(|e| Error::io("write", &artifact_path, e.into_error()))?
+        .sync_all()
         .map_err(|e| Error::io("sync", &artifact_path, e))?;
 
     let manifest = Manifest {
@@ -423,32 +309,6 @@ fn write_tar<W: Write>(
     config: &globset::GlobSet,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<Entry>, W)> {
-    let files: Vec<(String, u64)> = scanned
-        .iter()
-        .filter_map(|s| match s.found {
-            Found::File { size, .. } => Some((s.path.as_str().to_owned(), size)),
-            _ => None,
-        })
-        .collect();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(8);
-    std::thread::scope(|scope| {
-        scope.spawn(move || read_files(root, files, tx));
-        let result = build_tar(root, scanned, w, mtime, config, progress, &rx);
-        // Unblock the reader if the builder stopped early.
-        drop(rx);
-        result
-    })
-}
-
-fn build_tar<W: Write>(
-    root: &Path,
-    scanned: Vec<Scanned>,
-    w: W,
-    mtime: u64,
-    config: &globset::GlobSet,
-    progress: &(dyn Fn(u64) + Sync),
-    rx: &std::sync::mpsc::Receiver<Piece>,
-) -> Result<(Vec<Entry>, W)> {
     let mut builder = tar::Builder::new(w);
     let mut entries = Vec::with_capacity(scanned.len());
     let tar_err = |p: &Path, e: io::Error| Error::io("archive", p, e);
@@ -484,39 +344,48 @@ fn build_tar<W: Write>(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(mode);
                 header.set_size(size);
-                let mut reader = QueuedFile {
-                    rx,
-                    chunk: Vec::new(),
-                    pos: 0,
-                    digest: None,
-                    failed: None,
+                // O_NOFOLLOW, then fstat: a file swapped for a symlink (or
+                // anything else) since the walk is refused, not followed.
+                let file = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                        .open(&full)
+                        .map_err(|e| Error::io("read", &full, e))?
                 };
-                let appended = builder.append_data(
-                    &mut header,
-                    s.path.as_str(),
-                    &mut reader,
-                );
-                if let Some(e) = reader.failed.take() {
-                    return Err(e);
-                }
-                appended.map_err(|e| tar_err(&full, e))?;
-                // Drain up to the end marker (a zero-length file has only it).
-                let mut rest = [0u8; 1];
-                while reader.digest.is_none() {
-                    if reader.read(&mut rest).map_err(|e| tar_err(&full, e))? != 0 {
-                        return Err(Error::FileChanged { path: full });
-                    }
-                }
-                let Some(sha256) = reader.digest else {
+                let md = file.metadata().map_err(|e| Error::io("stat", &full, e))?;
+                if !md.is_file() {
                     return Err(Error::FileChanged { path: full });
+                }
+                let mut reader = HashingReader {
+                    inner: file.take(size),
+                    hasher: Sha256::new(),
+                    count: 0,
                 };
+                builder
+                    .append_data(
+                        &mut header,
+                        s.path.as_str(),
+                        BufReader::with_capacity(tree::READ_BUF, &mut reader),
+                    )
+                    .map_err(|e| tar_err(&full, e))?;
+                let mut probe = [0u8; 1];
+                let grew = reader
+                    .inner
+                    .get_mut()
+                    .read(&mut probe)
+                    .map_err(|e| Error::io("read", &full, e))?;
+                if reader.count != size || grew != 0 {
+                    return Err(Error::FileChanged { path: full });
+                }
                 progress(size);
                 entries.push(Entry::File {
                     kind: tree::classify(&s.path, mode, config),
                     path: s.path,
                     mode,
                     size,
-                    sha256,
+                    sha256: Sha256Digest(reader.hasher.finalize().into()),
                 });
             }
         }
