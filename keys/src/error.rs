@@ -167,6 +167,9 @@ pub enum Error {
         /// The key.
         keyid: KeyId,
     },
+    /// A Sigstore bundle that does not verify (which check failed).
+    #[error("Sigstore bundle not verified: {0}")]
+    Sigstore(String),
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Rng,

@@ -23,6 +23,7 @@ mod limits;
 pub mod root;
 #[cfg(feature = "sign")]
 pub mod secret;
+pub mod sigstore;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::Error;

@@ -1,0 +1,204 @@
+//! Offline verification of Sigstore (cosign) bundles, the way
+//! `cosign verify-blob --bundle B --certificate-identity[-regexp] ...
+//! --certificate-oidc-issuer ...` does it, with no network: the Fulcio
+//! chain, the SCT, the Rekor inclusion proof, checkpoint and SET (or
+//! RFC 3161 timestamps), and the signature over the artifact, all checked
+//! against a `trusted_root.json` (docs/SPEC.md §13). The cryptographic
+//! checks are the Sigstore project's `sigstore-verify` crate, pinned
+//! exactly; this module adds the identity policy (regular expressions are
+//! anchored: they must match the whole identity) and the inputs charter
+//! uses.
+
+use std::path::Path;
+
+use regex::Regex;
+use sigstore_verify::trust_root::TrustedRoot;
+use sigstore_verify::types::{Artifact, Bundle, DerPublicKey, Sha256Hash};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+
+use crate::{Error, Result};
+
+/// Largest bundle or trusted root read (they are small JSON documents).
+pub const MAX_BUNDLE_BYTES: u64 = 4 << 20;
+
+/// The Sigstore public-good trusted root shipped with this build.
+pub const PRODUCTION_TRUSTED_ROOT: &str =
+    sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
+
+/// Which signer identities are accepted.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Exactly this SAN (email or URI).
+    Exact(String),
+    /// A regular expression that must match the whole SAN (it is anchored
+    /// here; cosign's own match is unanchored, which lets `repo` also match
+    /// `evil-repo`).
+    Regex(Regex),
+}
+
+impl Identity {
+    /// An anchored regular expression.
+    pub fn regex(pattern: &str) -> Result<Self> {
+        let anchored = format!("^(?:{pattern})$");
+        Regex::new(&anchored)
+            .map(Identity::Regex)
+            .map_err(|e| Error::Malformed {
+                what: "identity regular expression",
+                reason: e.to_string(),
+            })
+    }
+
+    fn matches(&self, san: &str) -> bool {
+        match self {
+            Identity::Exact(s) => s == san,
+            Identity::Regex(r) => r.is_match(san),
+        }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Exact(s) => f.write_str(s),
+            Identity::Regex(r) => write!(f, "/{}/", r.as_str()),
+        }
+    }
+}
+
+/// What a bundle must prove.
+#[derive(Debug, Clone)]
+pub enum Policy {
+    /// Keyless: a Fulcio certificate for this identity from this OIDC issuer.
+    Keyless {
+        /// Accepted identities.
+        identity: Identity,
+        /// The exact OIDC issuer.
+        issuer: String,
+    },
+    /// A managed key (the bundle carries no certificate).
+    Key(Vec<u8>),
+}
+
+/// The artifact a bundle speaks of.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// Its bytes.
+    Bytes(&'a [u8]),
+    /// Only its SHA-256 (`sha256:<hex>` on the command line).
+    Sha256([u8; 32]),
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The certificate's identity (keyless only).
+    pub identity: Option<String>,
+    /// Its OIDC issuer (keyless only).
+    pub issuer: Option<String>,
+    /// When the transparency log integrated the entry, if it did.
+    pub integrated_time: Option<jiff::Timestamp>,
+}
+
+/// Parses a trusted root (`trusted_root.json`).
+pub fn trusted_root(json: &[u8]) -> Result<TrustedRoot> {
+    let text = std::str::from_utf8(json).map_err(|_| Error::Malformed {
+        what: "trusted root",
+        reason: "not UTF-8".into(),
+    })?;
+    TrustedRoot::from_json(text).map_err(|e| Error::Malformed {
+        what: "trusted root",
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a bundle or trusted root file, capped.
+pub fn read_json_file(path: &Path, what: &'static str) -> Result<Vec<u8>> {
+    crate::fsutil::read_capped(path, MAX_BUNDLE_BYTES, what)
+}
+
+/// Verifies `bundle_json` for `subject` under `policy` against `root`.
+pub fn verify(
+    bundle_json: &[u8],
+    subject: Subject<'_>,
+    policy: &Policy,
+    root: &TrustedRoot,
+) -> Result<Verified> {
+    if bundle_json.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(Error::TooLarge {
+            what: "Sigstore bundle",
+            size: bundle_json.len() as u64,
+            max: MAX_BUNDLE_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(bundle_json).map_err(|_| Error::Malformed {
+        what: "Sigstore bundle",
+        reason: "not UTF-8".into(),
+    })?;
+    let bundle = Bundle::from_json(text).map_err(|e| Error::Malformed {
+        what: "Sigstore bundle",
+        reason: e.to_string(),
+    })?;
+    let artifact = match subject {
+        Subject::Bytes(b) => Artifact::from_blob(b),
+        Subject::Sha256(d) => Artifact::from_digest(Sha256Hash::from(d)),
+    };
+    let failed = |e: sigstore_verify::Error| Error::Sigstore(e.to_string());
+    match policy {
+        Policy::Key(pem) => {
+            let text = std::str::from_utf8(pem).map_err(|_| Error::InvalidKey {
+                source_name: None,
+                reason: "public key is not UTF-8 PEM".into(),
+            })?;
+            let key = DerPublicKey::from_pem(text).map_err(|e| Error::InvalidKey {
+                source_name: None,
+                reason: e.to_string(),
+            })?;
+            let r = sigstore_verify::verify(
+                artifact,
+                &bundle,
+                &PublicKeyVerificationPolicy::new(key),
+                root,
+            )
+            .map_err(failed)?;
+            Ok(Verified {
+                identity: None,
+                issuer: None,
+                integrated_time: r.integrated_time(),
+            })
+        }
+        Policy::Keyless { identity, issuer } => {
+            // The library checks the issuer exactly; the identity (exact or
+            // anchored regex) is checked on the verified certificate.
+            let base = VerificationPolicy::any_identity().require_issuer(issuer.clone());
+            let r = match identity {
+                Identity::Exact(s) => sigstore_verify::verify(
+                    artifact,
+                    &bundle,
+                    &base.require_identity(s.as_str()),
+                    root,
+                ),
+                Identity::Regex(_) => sigstore_verify::verify(artifact, &bundle, &base, root),
+            }
+            .map_err(failed)?;
+            let san = r.identity().map(|s| s.as_str().to_owned());
+            match &san {
+                Some(s) if identity.matches(s) => {}
+                Some(s) => {
+                    return Err(Error::Sigstore(format!(
+                        "certificate identity `{s}` does not match {identity}"
+                    )));
+                }
+                None => {
+                    return Err(Error::Sigstore(
+                        "the bundle's certificate has no identity".into(),
+                    ));
+                }
+            }
+            Ok(Verified {
+                identity: san,
+                issuer: r.issuer().map(str::to_owned),
+                integrated_time: r.integrated_time(),
+            })
+        }
+    }
+}
