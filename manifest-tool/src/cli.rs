@@ -274,17 +274,38 @@ pub struct SignBlobArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyBlobArgs {
-    /// Public key (SPKI PEM).
+    /// Public key (SPKI PEM): an Ed25519 key for --signature, or the
+    /// managed key of a --bundle.
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
     /// Signature file (base64, as sign-blob prints it, or 64 raw bytes).
-    #[arg(long, value_name = "FILE")]
-    pub signature: PathBuf,
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "bundle")]
+    pub signature: Option<PathBuf>,
     /// The signature is Ed25519ph.
-    #[arg(long)]
+    #[arg(long, requires = "signature")]
     pub prehash: bool,
-    /// The signed file.
-    pub file: PathBuf,
+    /// A Sigstore bundle (.sigstore.json), verified offline.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// The exact certificate identity (email or URI) a keyless bundle must carry.
+    #[arg(
+        long,
+        value_name = "IDENTITY",
+        conflicts_with = "certificate_identity_regexp"
+    )]
+    pub certificate_identity: Option<String>,
+    /// A regular expression the whole identity must match (anchored,
+    /// unlike cosign's).
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_identity_regexp: Option<String>,
+    /// The exact OIDC issuer of a keyless bundle.
+    #[arg(long, value_name = "URL")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Sigstore trusted root (default: the public-good root built in).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// The signed file, or `sha256:<hex>` of it (with --bundle).
+    pub file: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,27 +43,112 @@ pub fn sign(ctx: &Ctx, a: SignBlobArgs) -> Result<()> {
 }
 
 pub fn verify(ctx: &Ctx, a: VerifyBlobArgs) -> Result<()> {
-    let key = PublicKey::read_pem_file(&a.key)?;
-    let raw = charter_keys::fsutil::read_capped(&a.signature, 4096, "a signature file")?;
+    if a.bundle.is_some() {
+        return verify_bundle(ctx, &a);
+    }
+    let (Some(key), Some(sig_path)) = (&a.key, &a.signature) else {
+        bail!("pass --key and --signature (an Ed25519 signature), or --bundle (a Sigstore bundle)");
+    };
+    if a.file.starts_with("sha256:") {
+        bail!(
+            "`sha256:<hex>` is accepted with --bundle only; a plain signature covers the file's bytes"
+        );
+    }
+    let file = std::path::PathBuf::from(&a.file);
+    let key = PublicKey::read_pem_file(key)?;
+    let raw = charter_keys::fsutil::read_capped(sig_path, 4096, "a signature file")?;
     // Accept the base64 text sign-blob prints, or the 64 raw bytes openssl writes.
     let sig = if raw.len() == 64 {
         Signature::from_slice(&raw)?
     } else {
         let text = std::str::from_utf8(&raw).with_context(|| {
-            format!(
-                "{} is neither base64 nor 64 raw bytes",
-                a.signature.display()
-            )
+            format!("{} is neither base64 nor 64 raw bytes", sig_path.display())
         })?;
         Signature::from_base64(text)
-            .with_context(|| format!("cannot read the signature in {}", a.signature.display()))?
+            .with_context(|| format!("cannot read the signature in {}", sig_path.display()))?
     };
-    blob::verify_file(&key, &a.file, &sig, mode(a.prehash), &Limits::default())
-        .with_context(|| format!("{} is not verified", a.file.display()))?;
+    blob::verify_file(&key, &file, &sig, mode(a.prehash), &Limits::default())
+        .with_context(|| format!("{} is not verified", file.display()))?;
     if ctx.json {
         print_json(&json!({"verified": true, "key_id": key.key_id().to_string()}))
     } else {
         println!("Verified OK");
+        Ok(())
+    }
+}
+
+fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
+    use charter_keys::sigstore::{self, Identity, Policy, Subject};
+    let bundle_path = a
+        .bundle
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no --bundle"))?;
+    let policy = match (
+        &a.key,
+        &a.certificate_identity,
+        &a.certificate_identity_regexp,
+        &a.certificate_oidc_issuer,
+    ) {
+        (Some(k), None, None, None) => Policy::Key(charter_keys::fsutil::read_capped(
+            k,
+            64 << 10,
+            "a public key",
+        )?),
+        (None, Some(i), None, Some(o)) => Policy::Keyless {
+            identity: Identity::Exact(i.clone()),
+            issuer: o.clone(),
+        },
+        (None, None, Some(r), Some(o)) => Policy::Keyless {
+            identity: Identity::regex(r)?,
+            issuer: o.clone(),
+        },
+        (None, _, _, None) => bail!(
+            "a keyless bundle needs --certificate-oidc-issuer and --certificate-identity or --certificate-identity-regexp"
+        ),
+        (None, None, None, Some(_)) => {
+            bail!("pass --certificate-identity or --certificate-identity-regexp")
+        }
+        _ => {
+            bail!("pass either --key (a managed-key bundle) or the --certificate-* flags, not both")
+        }
+    };
+    let root_json = match &a.trusted_root {
+        Some(p) => sigstore::read_json_file(p, "a trusted root")?,
+        None => sigstore::PRODUCTION_TRUSTED_ROOT.as_bytes().to_vec(),
+    };
+    let root = sigstore::trusted_root(&root_json)?;
+    let bundle = sigstore::read_json_file(bundle_path, "a Sigstore bundle")?;
+    // A file is hashed as it streams (any size) and verified by its
+    // digest, which is what the bundle's signature or statement binds.
+    let mut d = [0u8; 32];
+    match a.file.strip_prefix("sha256:") {
+        Some(hex_digest) => hex::decode_to_slice(hex_digest, &mut d)
+            .map_err(|_| anyhow::anyhow!("`{}` is not sha256: and 64 hex digits", a.file))?,
+        None => {
+            let mut buf = vec![0u8; 1 << 20];
+            let (digest, _) =
+                charter_updater::tree::hash_file(std::path::Path::new(&a.file), &mut buf)?;
+            d = digest.0;
+        }
+    }
+    let subject = Subject::Sha256(d);
+    let v = sigstore::verify(&bundle, subject, &policy, &root)
+        .with_context(|| format!("{} is not verified", a.file))?;
+    if ctx.json {
+        print_json(&json!({
+            "verified": true,
+            "identity": v.identity,
+            "issuer": v.issuer,
+            "integrated_time": v.integrated_time.map(|t| t.to_string()),
+        }))
+    } else {
+        match &v.identity {
+            Some(i) => println!(
+                "Verified OK: signed by {i} ({})",
+                v.issuer.as_deref().unwrap_or("")
+            ),
+            None => println!("Verified OK"),
+        }
         Ok(())
     }
 }

@@ -203,3 +203,150 @@ fn openssl_interop_both_ways_through_the_cli() {
         ],
     );
 }
+
+fn conformance() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/sigstore");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("../shared absent: cosign CLI tests skipped");
+        None
+    }
+}
+
+const ID: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+#[test]
+fn verify_blob_with_a_cosign_bundle_like_cosign() {
+    let Some(base) = conformance() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let case = base.join("bundle-verify/happy-path-v0.3-new-mediaType");
+    let bundle = case.join("bundle.sigstore.json");
+    let artifact = if case.join("artifact").exists() {
+        case.join("artifact")
+    } else {
+        base.join("bundle-verify/a.txt")
+    };
+    let (b, a) = (bundle.to_str().unwrap(), artifact.to_str().unwrap());
+    let root = base.join("trusted_root.production.json");
+    let r = root.to_str().unwrap();
+    let out = charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-identity",
+            ID,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--trusted-root",
+            r,
+            a,
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("Verified OK: signed by"), "{out:?}");
+    // The built-in public-good root works too, and sha256:<hex> in place of the file.
+    let digest =
+        String::from_utf8(Command::new("sha256sum").arg(a).output().unwrap().stdout).unwrap();
+    let digest = format!("sha256:{}", digest.split_whitespace().next().unwrap());
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-identity-regexp",
+            r"https://github\.com/sigstore-conformance/.*",
+            "--certificate-oidc-issuer",
+            ISSUER,
+            &digest,
+        ],
+    )
+    .ok();
+    // A regexp matching only a prefix, a wrong issuer, a changed file: refused.
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-identity-regexp",
+            "https://github.com/sigstore-conformance",
+            "--certificate-oidc-issuer",
+            ISSUER,
+            a,
+        ],
+    )
+    .fails_with("does not match");
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-identity",
+            ID,
+            "--certificate-oidc-issuer",
+            "https://accounts.google.com",
+            a,
+        ],
+    )
+    .fails_with("is not verified: Sigstore bundle not verified");
+    std::fs::write(d.path().join("changed"), b"changed\n").unwrap();
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-identity",
+            ID,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "changed",
+        ],
+    )
+    .fails_with("changed is not verified");
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            b,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            a,
+        ],
+    )
+    .fails_with("pass --certificate-identity");
+}
+
+#[test]
+fn verify_blob_with_a_managed_key_bundle() {
+    let Some(base) = conformance() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let case = base.join("bundle-verify/managed-key-and-trusted-root");
+    let artifact = if case.join("artifact").exists() {
+        case.join("artifact")
+    } else {
+        base.join("bundle-verify/a.txt")
+    };
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--bundle",
+            &p(&case.join("bundle.sigstore.json")),
+            "--key",
+            &p(&case.join("key.pub")),
+            "--trusted-root",
+            &p(&case.join("trusted_root.json")),
+            &p(&artifact),
+        ],
+    )
+    .ok();
+}
