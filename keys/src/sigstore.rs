@@ -202,3 +202,33 @@ pub fn verify(
         }
     }
 }
+
+/// Verifies a plain `cosign sign-blob --key` signature made with an ECDSA
+/// key (P-256 or P-384, DER signature, SHA-256 of the file): the key is an
+/// SPKI PEM, the signature the decoded base64 cosign prints. Ed25519
+/// signatures go through [`crate::blob`] instead (pure Ed25519 over the
+/// bytes, which is what cosign does for Ed25519 keys).
+pub fn verify_ecdsa_blob(public_pem: &[u8], sha256: &[u8; 32], signature: &[u8]) -> Result<()> {
+    use sigstore_verify::crypto::VerificationKey;
+    use sigstore_verify::types::SignatureBytes;
+    let text = std::str::from_utf8(public_pem).map_err(|_| Error::InvalidKey {
+        source_name: None,
+        reason: "public key is not UTF-8 PEM".into(),
+    })?;
+    let der = DerPublicKey::from_pem(text).map_err(|e| Error::InvalidKey {
+        source_name: None,
+        reason: e.to_string(),
+    })?;
+    let key = VerificationKey::from_spki(&der).map_err(|e| Error::InvalidKey {
+        source_name: None,
+        reason: e.to_string(),
+    })?;
+    if signature.len() > 512 {
+        return Err(Error::MalformedSignature(format!(
+            "{} bytes is too long for ECDSA",
+            signature.len()
+        )));
+    }
+    key.verify_prehashed(sha256, &SignatureBytes::from(signature))
+        .map_err(|e| Error::Sigstore(format!("signature does not verify: {e}")))
+}

@@ -55,8 +55,29 @@ pub fn verify(ctx: &Ctx, a: VerifyBlobArgs) -> Result<()> {
         );
     }
     let file = std::path::PathBuf::from(&a.file);
-    let key = PublicKey::read_pem_file(key)?;
     let raw = charter_keys::fsutil::read_capped(sig_path, 4096, "a signature file")?;
+    let pem = charter_keys::fsutil::read_capped(key, 64 << 10, "a public key")?;
+    if PublicKey::from_pem(&String::from_utf8_lossy(&pem)).is_err() {
+        // Not Ed25519: an ECDSA key, as `cosign generate-key-pair` makes,
+        // whose `cosign sign-blob --key` signature is base64 DER over
+        // SHA-256 of the file.
+        use base64::Engine as _;
+        let text = String::from_utf8_lossy(&raw);
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("cannot read the signature in {}", sig_path.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (digest, _) = charter_updater::tree::hash_file(&file, &mut buf)?;
+        charter_keys::sigstore::verify_ecdsa_blob(&pem, &digest.0, &der)
+            .with_context(|| format!("{} is not verified", file.display()))?;
+        return if ctx.json {
+            print_json(&json!({"verified": true, "algorithm": "ecdsa"}))
+        } else {
+            println!("Verified OK");
+            Ok(())
+        };
+    }
+    let key = PublicKey::read_pem_file(key)?;
     // Accept the base64 text sign-blob prints, or the 64 raw bytes openssl writes.
     let sig = if raw.len() == 64 {
         Signature::from_slice(&raw)?

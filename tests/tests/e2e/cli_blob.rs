@@ -350,3 +350,65 @@ fn verify_blob_with_a_managed_key_bundle() {
     )
     .ok();
 }
+
+/// `cosign sign-blob --key` with an ECDSA P-256 key prints base64 of a DER
+/// signature over SHA-256 of the file; openssl makes exactly that.
+#[test]
+fn verify_blob_with_an_ecdsa_key_signature_like_cosign() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("f"), b"release tarball bytes").unwrap();
+    if openssl(
+        d.path(),
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "ec.key",
+        ],
+    )
+    .is_none()
+    {
+        eprintln!("openssl not installed: skipped");
+        return;
+    }
+    openssl(
+        d.path(),
+        &["ec", "-in", "ec.key", "-pubout", "-out", "ec.pub"],
+    );
+    openssl(
+        d.path(),
+        &["dgst", "-sha256", "-sign", "ec.key", "-out", "sig.der", "f"],
+    );
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(d.path().join("sig.der")).unwrap());
+    std::fs::write(d.path().join("f.sig"), format!("{b64}\n")).unwrap();
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "ec.pub",
+            "--signature",
+            "f.sig",
+            "f",
+        ],
+    )
+    .ok();
+    std::fs::write(d.path().join("f"), b"release tarball bytez").unwrap();
+    charter(
+        d.path(),
+        &[
+            "verify-blob",
+            "--key",
+            "ec.pub",
+            "--signature",
+            "f.sig",
+            "f",
+        ],
+    )
+    .fails_with("f is not verified");
+}
