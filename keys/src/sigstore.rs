@@ -134,6 +134,14 @@ pub fn verify(
         what: "Sigstore bundle",
         reason: "not UTF-8".into(),
     })?;
+    let converted;
+    let text = match legacy_to_bundle(text)? {
+        Some(json) => {
+            converted = json;
+            converted.as_str()
+        }
+        None => text,
+    };
     let bundle = Bundle::from_json(text).map_err(|e| Error::Malformed {
         what: "Sigstore bundle",
         reason: e.to_string(),
@@ -231,4 +239,142 @@ pub fn verify_ecdsa_blob(public_pem: &[u8], sha256: &[u8; 32], signature: &[u8])
     }
     key.verify_prehashed(sha256, &SignatureBytes::from(signature))
         .map_err(|e| Error::Sigstore(format!("signature does not verify: {e}")))
+}
+
+/// The bundle cosign 2.x writes with `sign-blob --bundle` (without
+/// `--new-bundle-format`): the signature, the signing certificate as
+/// base64 of its PEM, and Rekor's answer (SET plus the entry it signed).
+#[derive(serde::Deserialize)]
+struct LegacyBundle {
+    #[serde(rename = "base64Signature")]
+    base64_signature: String,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(rename = "rekorBundle")]
+    rekor_bundle: Option<LegacyRekorBundle>,
+}
+
+#[derive(serde::Deserialize)]
+struct LegacyRekorBundle {
+    #[serde(rename = "SignedEntryTimestamp")]
+    signed_entry_timestamp: String,
+    #[serde(rename = "Payload")]
+    payload: LegacyPayload,
+}
+
+#[derive(serde::Deserialize)]
+struct LegacyPayload {
+    body: String,
+    #[serde(rename = "integratedTime")]
+    integrated_time: i64,
+    #[serde(rename = "logIndex")]
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+/// The part of a Rekor `hashedrekord` entry the conversion reads.
+#[derive(serde::Deserialize)]
+struct RekorBody {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    spec: serde_json::Value,
+}
+
+/// Recognises the cosign 2.x bundle by its shape (a JSON object with
+/// `base64Signature` and no `mediaType`) and rewrites it as the v0.1
+/// Sigstore bundle carrying the same evidence, which is then verified like
+/// any other: the SET against the Rekor key of the trusted root, the
+/// certificate against Fulcio at the integrated time, the entry's body
+/// against the signature, certificate and artifact. Nothing is taken on
+/// trust from the conversion itself: every field it moves is one the
+/// verifier checks. `Ok(None)`: not this format.
+pub fn legacy_to_bundle(text: &str) -> Result<Option<String>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let bad = |reason: String| Error::Malformed {
+        what: "cosign bundle (cosign 2.x format)",
+        reason,
+    };
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        // Not JSON at all: let the bundle parser say so.
+        Err(_) => return Ok(None),
+    };
+    let Some(obj) = value.as_object() else {
+        return Ok(None);
+    };
+    if obj.contains_key("mediaType") || !obj.contains_key("base64Signature") {
+        return Ok(None);
+    }
+    let legacy: LegacyBundle = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    let rekor = legacy.rekor_bundle.ok_or_else(|| {
+        bad(
+            "no `rekorBundle`: it was signed without the transparency log, \
+             and a keyless or logged signature is required"
+                .into(),
+        )
+    })?;
+    let p = &rekor.payload;
+    if p.log_index < 0 || p.integrated_time < 0 {
+        return Err(bad("negative `logIndex` or `integratedTime`".into()));
+    }
+    let log_id = hex::decode(&p.log_id)
+        .ok()
+        .filter(|id| id.len() == 32)
+        .ok_or_else(|| bad("`logID` is not 32 bytes of hex".into()))?;
+    let body_bytes = STANDARD
+        .decode(p.body.as_bytes())
+        .map_err(|_| bad("`Payload.body` is not base64".into()))?;
+    let body: RekorBody = serde_json::from_slice(&body_bytes)
+        .map_err(|e| bad(format!("`Payload.body` is not a Rekor entry: {e}")))?;
+    if body.kind != "hashedrekord" {
+        return Err(bad(format!(
+            "Rekor entry kind `{}` (only `hashedrekord`, what `cosign sign-blob` logs)",
+            body.kind
+        )));
+    }
+    let digest = body
+        .spec
+        .pointer("/data/hash")
+        .and_then(|h| {
+            let alg = h.get("algorithm")?.as_str()?;
+            let value = h.get("value")?.as_str()?;
+            (alg == "sha256").then(|| hex::decode(value).ok()).flatten()
+        })
+        .filter(|d| d.len() == 32)
+        .ok_or_else(|| bad("the Rekor entry has no sha256 artifact digest".into()))?;
+    let material = match legacy.cert.as_deref().filter(|c| !c.is_empty()) {
+        Some(cert) => {
+            let pem = STANDARD
+                .decode(cert.as_bytes())
+                .map_err(|_| bad("`cert` is not base64".into()))?;
+            let pem = String::from_utf8(pem).map_err(|_| bad("`cert` is not a PEM".into()))?;
+            let der = sigstore_verify::types::DerCertificate::from_pem(&pem)
+                .map_err(|e| bad(format!("`cert`: {e}")))?;
+            serde_json::json!({
+                "x509CertificateChain": {"certificates": [{"rawBytes": STANDARD.encode(der.as_bytes())}]}
+            })
+        }
+        None => serde_json::json!({"publicKey": {"hint": ""}}),
+    };
+    let mut material = material;
+    material["tlogEntries"] = serde_json::json!([{
+        "logIndex": p.log_index.to_string(),
+        "logId": {"keyId": STANDARD.encode(&log_id)},
+        "kindVersion": {"kind": body.kind, "version": body.api_version},
+        "integratedTime": p.integrated_time.to_string(),
+        "inclusionPromise": {"signedEntryTimestamp": rekor.signed_entry_timestamp},
+        "canonicalizedBody": p.body,
+    }]);
+    let bundle = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": material,
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": STANDARD.encode(&digest)},
+            "signature": legacy.base64_signature,
+        },
+    });
+    Ok(Some(bundle.to_string()))
 }
