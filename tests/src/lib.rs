@@ -5,6 +5,7 @@
 
 pub mod host;
 pub mod server;
+pub mod sigstore;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
