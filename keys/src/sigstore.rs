@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use regex::Regex;
-use sigstore_verify::trust_root::TrustedRoot;
+pub use sigstore_verify::trust_root::TrustedRoot;
 use sigstore_verify::types::{Artifact, Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
+use crate::policy::SignaturesConfig;
 use crate::{Error, Result};
 
 /// Default location of the config file.
@@ -44,6 +45,9 @@ pub struct Config {
     /// with the one in the new release after a successful update.
     #[serde(default)]
     pub self_update: Option<SelfUpdate>,
+    /// Which signatures a release needs (ed25519, cosign, both, either).
+    #[serde(default)]
+    pub signatures: SignaturesConfig,
 }
 
 /// Where the license agent's configuration is.
@@ -229,6 +233,7 @@ impl Config {
         if let Some(h) = &cfg.health {
             h.validate().map_err(|e| bad(format!("health: {e}")))?;
         }
+        cfg.signatures.validate().map_err(bad)?;
         if let Some(su) = &cfg.self_update {
             crate::path::ArchivePath::new(&su.binary, 4096)
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;

@@ -50,6 +50,10 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The release's signatures do not meet the host's signature policy
+    /// (`[signatures]`): which part failed, and why.
+    #[error("signature policy not met: {0}")]
+    SignaturePolicy(String),
     /// A manifest that parsed but is not valid.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod manifest;
 pub mod pack;
 pub mod path;
+pub mod policy;
 pub mod repo;
 pub mod run;
 pub mod state;

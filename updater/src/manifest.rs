@@ -2,18 +2,22 @@
 //!
 //! A manifest travels as a DSSE envelope of type
 //! [`charter_keys::dsse::PAYLOAD_MANIFEST`] signed by the `release` role.
-//! The only way to a [`VerifiedManifest`] is [`VerifiedManifest::verify`].
+//! The only way to a [`VerifiedManifest`] is [`VerifiedManifest::verify`]
+//! (or [`VerifiedManifest::verify_with_policy`], where the host's signature
+//! policy may ask for a cosign bundle instead of, or as well as, the
+//! `release` threshold).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use charter_keys::dsse::{Envelope, PAYLOAD_MANIFEST};
 use charter_keys::root::VerifiedRoot;
-use charter_keys::{Clock, KeyId, Role};
+use charter_keys::{Clock, KeyId, Role, sigstore};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::path::ArchivePath;
+use crate::policy::{Require, SignaturePolicy};
 use crate::{Error, Limits, Result};
 
 /// A SHA-256 digest, written as 64 lowercase hex digits.
@@ -505,12 +509,36 @@ fn check_mode(path: &ArchivePath, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// What a verified cosign bundle established about a manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct CosignProof {
+    /// The certificate identity (keyless).
+    pub identity: Option<String>,
+    /// Its OIDC issuer (keyless).
+    pub issuer: Option<String>,
+    /// When Rekor integrated the entry.
+    pub integrated_time: Option<jiff::Timestamp>,
+}
+
+/// The payload of a manifest envelope accepted on its cosign bundle
+/// alone: its type must still be the manifest type.
+fn manifest_payload(env: &Envelope) -> Result<&[u8]> {
+    if env.payload_type() != PAYLOAD_MANIFEST {
+        return Err(Error::InvalidManifest(format!(
+            "payloadType `{}`, expected `{PAYLOAD_MANIFEST}`",
+            env.payload_type()
+        )));
+    }
+    Ok(env.unverified_payload())
+}
+
 /// A manifest whose envelope met the `release` role's threshold, whose
 /// payload is valid and which has not expired.
 #[derive(Debug, Clone)]
 pub struct VerifiedManifest {
     manifest: Manifest,
     signers: Vec<KeyId>,
+    cosign: Option<CosignProof>,
     envelope_sha256: Sha256Digest,
 }
 
@@ -529,10 +557,75 @@ impl VerifiedManifest {
         clock: &dyn Clock,
         limits: &Limits,
     ) -> Result<Self> {
+        Self::verify_with_policy(
+            bytes,
+            root,
+            clock,
+            limits,
+            &SignaturePolicy::ed25519(),
+            None,
+        )
+    }
+
+    /// As [`VerifiedManifest::verify`], with the host's signature policy
+    /// deciding step 2 (docs/SPEC.md §13.4): the `release` threshold, the
+    /// cosign `bundle` over `bytes` (the signed manifest file), both, or
+    /// either. The payload is parsed only once the policy holds.
+    pub fn verify_with_policy(
+        bytes: &[u8],
+        root: &VerifiedRoot,
+        clock: &dyn Clock,
+        limits: &Limits,
+        policy: &SignaturePolicy,
+        bundle: Option<&[u8]>,
+    ) -> Result<Self> {
         use sha2::Digest as _;
         let env = Envelope::from_slice(bytes, &limits.envelope)?;
-        let verified = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
-        let manifest = Manifest::from_payload(verified.payload)?;
+        let cosign = || -> Result<CosignProof> {
+            let c = policy.cosign.as_ref().ok_or_else(|| {
+                Error::SignaturePolicy("no cosign requirement is configured".into())
+            })?;
+            let b = bundle.ok_or_else(|| {
+                Error::SignaturePolicy(format!(
+                    "a {} is required and the release has none",
+                    c.describe()
+                ))
+            })?;
+            let v = sigstore::verify(b, sigstore::Subject::Bytes(bytes), &c.policy, &c.root)
+                .map_err(|e| Error::SignaturePolicy(format!("cosign bundle: {e}")))?;
+            Ok(CosignProof {
+                identity: v.identity,
+                issuer: v.issuer,
+                integrated_time: v.integrated_time,
+            })
+        };
+        let (payload, signers, proof) = match policy.require {
+            Require::Ed25519 => {
+                let v = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
+                (v.payload, v.signers, None)
+            }
+            Require::All => {
+                let v = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
+                let p = cosign()?;
+                (v.payload, v.signers, Some(p))
+            }
+            Require::Cosign => {
+                let p = cosign()?;
+                (manifest_payload(&env)?, Vec::new(), Some(p))
+            }
+            Require::Any => match root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release) {
+                Ok(v) => (v.payload, v.signers, None),
+                Err(ed) => match cosign() {
+                    Ok(p) => (manifest_payload(&env)?, Vec::new(), Some(p)),
+                    Err(cos) => {
+                        return Err(Error::SignaturePolicy(format!(
+                            "neither signature holds: release keys: {ed}; {cos}"
+                        )));
+                    }
+                },
+            },
+        };
+        let manifest = Manifest::from_payload(payload)?;
         manifest.validate(limits)?;
         let now = clock.now();
         if now >= manifest.expires {
@@ -543,10 +636,16 @@ impl VerifiedManifest {
             });
         }
         Ok(VerifiedManifest {
-            signers: verified.signers,
+            signers,
+            cosign: proof,
             envelope_sha256: Sha256Digest(sha2::Sha256::digest(bytes).into()),
             manifest,
         })
+    }
+
+    /// What the cosign bundle proved, when the policy checked one.
+    pub fn cosign(&self) -> Option<&CosignProof> {
+        self.cosign.as_ref()
     }
 
     /// The manifest.

@@ -16,7 +16,8 @@ use crate::channel::{ChannelPointer, VerifiedChannel};
 use crate::config::Config;
 use crate::failpoint;
 use crate::fetch::{Fetched, Fetcher};
-use crate::manifest::{Entry, FileKind, Manifest, VerifiedManifest, compile_globs};
+use crate::manifest::{CosignProof, Entry, FileKind, Manifest, VerifiedManifest, compile_globs};
+use crate::policy::{BUNDLE_SUFFIX, SignaturePolicy};
 use crate::run::{self, RunAs};
 use crate::state::{ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
 use crate::{Error, Limits, Result};
@@ -56,6 +57,11 @@ pub struct CheckReport {
     pub not_modified: bool,
     /// Trust root version in force.
     pub root_version: u64,
+    /// The release keys whose signatures counted (empty when the
+    /// signature policy accepted the cosign bundle alone).
+    pub release_keys: Vec<String>,
+    /// What the cosign bundle proved, when the policy checked one.
+    pub cosign: Option<CosignProof>,
 }
 
 /// How an `apply` ended.
@@ -108,6 +114,8 @@ pub struct Status {
     pub releases_on_disk: Vec<Version>,
     /// What recovery did at this start, if anything.
     pub recovered: Option<HistoryEntry>,
+    /// The signatures a release needs (`[signatures]`).
+    pub signature_policy: String,
 }
 
 /// The updater for one host configuration, holding the state lock.
@@ -118,6 +126,7 @@ pub struct Updater {
     clock: Box<dyn Clock>,
     limits: Limits,
     notes: Box<dyn Fn(&str)>,
+    signatures: SignaturePolicy,
 }
 
 impl std::fmt::Debug for Updater {
@@ -141,6 +150,7 @@ impl Updater {
                 "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified",
             );
         }
+        let signatures = SignaturePolicy::load(&cfg.signatures)?;
         Ok(Updater {
             cfg,
             state,
@@ -148,6 +158,7 @@ impl Updater {
             clock,
             limits: Limits::default(),
             notes,
+            signatures,
         })
     }
 
@@ -291,9 +302,22 @@ impl Updater {
                 });
             }
         }
-        // 4. The manifest's own signatures, validity and expiry.
-        let manifest =
-            VerifiedManifest::verify(&envelope, &root, self.clock.as_ref(), &self.limits)?;
+        // 4. The manifest's own signatures (as the signature policy
+        //    says: release keys, the cosign bundle beside it, or both),
+        //    validity and expiry.
+        let bundle = if self.signatures.wants_bundle() {
+            self.cosign_bundle(&manifest_rel)?
+        } else {
+            None
+        };
+        let manifest = VerifiedManifest::verify_with_policy(
+            &envelope,
+            &root,
+            self.clock.as_ref(),
+            &self.limits,
+            &self.signatures,
+            bundle.as_deref(),
+        )?;
         let m = manifest.manifest();
         // 5. It is the product (and version) the host and pointer expect.
         if &m.product != product {
@@ -433,6 +457,20 @@ impl Updater {
         .map_err(not)
     }
 
+    /// The cosign bundle beside a manifest (`<manifest>.sigstore.json`),
+    /// capped; `None` when the repository has none.
+    fn cosign_bundle(&self, manifest_rel: &str) -> Result<Option<Vec<u8>>> {
+        let rel = format!("{manifest_rel}{BUNDLE_SUFFIX}");
+        match self
+            .fetcher
+            .get(&rel, charter_keys::sigstore::MAX_BUNDLE_BYTES, None)
+        {
+            Ok(Fetched::Body(b, _)) => Ok(Some(b)),
+            Ok(Fetched::NotModified) | Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `check`: what `apply` would do, without doing it.
     pub fn check(&self, target: &Target) -> Result<CheckReport> {
         self.recover()?;
@@ -453,6 +491,8 @@ impl Updater {
             reason,
             not_modified,
             root_version: root.version(),
+            release_keys: c.manifest.signers().iter().map(|k| k.to_string()).collect(),
+            cosign: c.manifest.cosign().cloned(),
         })
     }
 
@@ -1000,6 +1040,7 @@ impl Updater {
             pending: self.state.journal()?,
             releases_on_disk,
             recovered,
+            signature_policy: self.signatures.describe(),
         })
     }
 

@@ -156,8 +156,21 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
+            // A cosign bundle over the manifest travels with it (hosts
+            // whose signature policy asks for one check it).
+            let bundle_name = format!("manifest.json{}", charter_updater::policy::BUNDLE_SUFFIX);
+            let bundle = match release.join(&bundle_name) {
+                p if p.exists() => {
+                    Some(charter_keys::sigstore::read_json_file(&p, "cosign bundle")?)
+                }
+                _ => None,
+            };
             let copied = std::fs::copy(&src, tmp.join(&m.artifact.name))
                 .and_then(|_| std::fs::write(tmp.join("manifest.json"), &bytes))
+                .and_then(|()| match &bundle {
+                    Some(b) => std::fs::write(tmp.join(&bundle_name), b),
+                    None => Ok(()),
+                })
                 .and_then(|()| std::fs::create_dir_all(dest.parent().unwrap_or(&dir)))
                 .and_then(|()| std::fs::rename(&tmp, &dest));
             if let Err(e) = copied {

@@ -8,6 +8,7 @@ mod cli_keys;
 mod cli_manifest;
 mod cli_root;
 mod updater_attacks;
+mod updater_cosign;
 mod updater_crash;
 mod updater_flow;
 mod updater_network;
