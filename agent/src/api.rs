@@ -54,6 +54,7 @@ pub struct Shared {
     conns: AtomicUsize,
     job: Mutex<Option<Job>>,
     door_timeout: Duration,
+    config_warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -75,6 +76,16 @@ impl Shared {
     pub fn new(agent: Agent) -> Arc<Self> {
         let cfg = agent.config().api.clone();
         let door_timeout = Duration::from_secs(agent.config().update.timeout_secs);
+        let config_warnings = agent
+            .config()
+            .plain_secrets()
+            .into_iter()
+            .map(|f| {
+                format!(
+                    "{f} is in plain text in the config; encrypt it with `charter secrets encrypt`"
+                )
+            })
+            .collect();
         let mut allowed_uids: BTreeSet<u32> = cfg.allowed_uids.iter().copied().collect();
         allowed_uids.insert(0);
         allowed_uids.insert(rustix::process::getuid().as_raw());
@@ -108,6 +119,7 @@ impl Shared {
             conns: AtomicUsize::new(0),
             job: Mutex::new(None),
             door_timeout,
+            config_warnings,
         })
     }
 
@@ -392,6 +404,7 @@ fn route(shared: &Arc<Shared>, req: &Request, uid: u32, pid: i32) -> (u16, Value
         ["v1", "license"] if get => {
             let mut v = serde_json::to_value(eval).unwrap_or_default();
             v["fingerprint"] = json!(fingerprint);
+            v["config_warnings"] = json!(shared.config_warnings);
             (200, v)
         }
         ["v1", "features", name] if get => (

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::fingerprint::Sources;
 use crate::{Error, Result};
+use charter_keys::confsecret::{MasterKey, SecretValue};
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/agent.toml";
@@ -107,6 +108,10 @@ pub struct StatusRefresh {
     /// Seconds a fetch may take.
     #[serde(default = "default_http_timeout")]
     pub timeout_secs: u64,
+    /// Bearer token sent with status fetches over HTTP(S) (secret: may be
+    /// `enc:v1:`).
+    #[serde(default)]
+    pub token: Option<SecretValue>,
 }
 
 impl Default for StatusRefresh {
@@ -115,6 +120,7 @@ impl Default for StatusRefresh {
             refresh_secs: default_refresh(),
             jitter_secs: default_jitter(),
             timeout_secs: default_http_timeout(),
+            token: None,
         }
     }
 }
@@ -240,7 +246,29 @@ impl Config {
             path: path.to_owned(),
             reason: "not UTF-8".into(),
         })?;
-        Self::parse(text, path)
+        let mut cfg = Self::parse(text, path)?;
+        let bad = |e: charter_keys::Error| Error::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        if let Some(t) = &mut cfg.status.token {
+            let key = if t.is_encrypted() {
+                MasterKey::locate().map_err(bad)?
+            } else {
+                None
+            };
+            t.resolve("status.token", key.as_ref()).map_err(bad)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Secret fields written in plain text (warned about at start and in
+    /// the API's license answer).
+    pub fn plain_secrets(&self) -> Vec<&'static str> {
+        match &self.status.token {
+            Some(t) if !t.is_encrypted() => vec!["status.token"],
+            _ => Vec::new(),
+        }
     }
 
     /// Parses and validates config text.

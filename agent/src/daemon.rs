@@ -393,7 +393,12 @@ impl Agent {
         let Some(url) = self.license().and_then(|l| l.license.status_url.clone()) else {
             return Ok(false);
         };
-        let bytes = fetch(&url, Duration::from_secs(self.cfg.status.timeout_secs))?;
+        let token = self.cfg.status.token.as_ref().and_then(|t| t.expose());
+        let bytes = fetch(
+            &url,
+            Duration::from_secs(self.cfg.status.timeout_secs),
+            token,
+        )?;
         self.accept_status(&bytes)?;
         Ok(true)
     }
@@ -514,7 +519,9 @@ pub(crate) fn kill_group(pid: u32) {
 }
 
 /// GETs a status document (http(s) or file://), capped in size.
-pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>> {
+/// `token`, when given, goes in an `Authorization: Bearer` header (never
+/// for `file://`, and never across a redirect: ureq drops it).
+pub fn fetch(url: &str, timeout: Duration, token: Option<&str>) -> Result<Vec<u8>> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(charter_keys::fsutil::read_capped(
             Path::new(path),
@@ -527,7 +534,11 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>> {
         .timeout_global(Some(timeout))
         .build()
         .new_agent();
-    let resp = agent.get(url).call().map_err(|e| Error::Http {
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = req.call().map_err(|e| Error::Http {
         url: url.into(),
         reason: e.to_string(),
     })?;

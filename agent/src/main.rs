@@ -274,6 +274,11 @@ fn daemon(cfg: Config) -> Result<ExitCode> {
     let socket = cfg.paths.socket.clone();
     let refresh = Duration::from_secs(cfg.status.refresh_secs);
     let jitter = cfg.status.jitter_secs;
+    for field in cfg.plain_secrets() {
+        eprintln!(
+            "charter-agent: WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
+        );
+    }
     let mut agent = Agent::load(cfg, Box::new(SystemClock))?;
     agent.evaluate_and_record("start")?;
     // A first status refresh before serving, so the state the API reports

@@ -31,6 +31,14 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// A secret config value that cannot be used (never carries the value).
+    #[error("secret `{field}`: {reason}")]
+    Secret {
+        /// The field (`repository.token`).
+        field: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file bigger than the limit for its kind.
     #[error("{} is {size} bytes, more than the {max} allowed for {what}", path.display())]
     FileTooLarge {

@@ -15,6 +15,7 @@
 
 pub mod blob;
 mod clock;
+pub mod confsecret;
 pub mod dsse;
 mod error;
 pub mod fsutil;

@@ -42,6 +42,9 @@ pub enum Command {
     /// Issue licenses and status documents; inspect them.
     #[command(subcommand)]
     License(LicenseCmd),
+    /// Encrypt secret values in host configs (enc:v1), rotate the master key.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     /// Hash every file of a directory (sha256sum format, or --json entries).
     HashTree(HashTreeArgs),
     /// Sign a file: prints a base64 Ed25519 signature (as cosign sign-blob).
@@ -473,4 +476,47 @@ pub struct IssueArgs {
     /// Output file (must not exist).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Make a new master key: written to a new 0600 file (default
+    /// /etc/charter/master.key), or printed with --print only.
+    GenerateKey {
+        /// Where to write it (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the key on stdout instead of writing a file.
+        #[arg(long, conflicts_with = "out")]
+        print: bool,
+    },
+    /// Encrypt every secret field of CONFIG that is still plain, with the
+    /// current master key ($CHARTER_MASTER_KEY, $CREDENTIALS_DIRECTORY,
+    /// $CHARTER_MASTER_KEY_FILE or /etc/charter/master.key).
+    Encrypt {
+        /// The config (charter.toml or agent.toml).
+        config: PathBuf,
+        /// Write the result here instead of replacing CONFIG.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Which secret fields are encrypted, which plain, and which do not
+    /// decrypt with the current master key.
+    Status {
+        /// Config files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Re-encrypt every encrypted value under NEW_KEY: checks the current
+    /// key decrypts each file first, backs each file up
+    /// (FILE.bak-<time>), writes each atomically. Files the current key
+    /// cannot decrypt are left untouched and named.
+    RotateKey {
+        /// The new master key file (from `secrets generate-key`).
+        #[arg(long, value_name = "FILE")]
+        new_key: PathBuf,
+        /// Config files, or directories whose *.toml files are rotated.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }

@@ -96,6 +96,8 @@ struct Shared {
     stopping: AtomicBool,
     faults: Mutex<HashMap<String, (Fault, u32)>>,
     log: Mutex<Vec<Request>>,
+    /// When set, requests without exactly this `Authorization` value get 401.
+    authorization: Mutex<Option<String>>,
     /// Clones of the open connections, so Drop can shut them down.
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
@@ -124,6 +126,7 @@ impl TestServer {
             stopping: AtomicBool::new(false),
             faults: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            authorization: Mutex::new(None),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
@@ -138,6 +141,12 @@ impl TestServer {
             shared,
             accept: Some(accept),
         }
+    }
+
+    /// Requires this exact `Authorization` header on every request (401
+    /// otherwise), or nothing with `None`.
+    pub fn require_authorization(&self, value: Option<&str>) {
+        *lock(&self.shared.authorization) = value.map(str::to_owned);
     }
 
     /// Base URL with a trailing slash, e.g. `http://127.0.0.1:41234/`.
@@ -485,6 +494,12 @@ fn take_fault(shared: &Shared, path: &str) -> Option<Fault> {
 fn respond(head: &Head, path: &str, shared: &Shared) -> Response {
     if head.method != "GET" && head.method != "HEAD" {
         return Response::text(405, "only GET and HEAD").header("Allow", "GET, HEAD");
+    }
+    if let Some(want) = lock(&shared.authorization).as_deref()
+        && head.header("authorization") != Some(want)
+    {
+        return Response::text(401, "authorization required")
+            .header("WWW-Authenticate", "Bearer realm=\"charter\"");
     }
     let fault = take_fault(shared, path);
     match fault {

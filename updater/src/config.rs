@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
 use crate::policy::SignaturesConfig;
 use crate::{Error, Result};
+use charter_keys::confsecret::{MasterKey, SecretValue};
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/charter.toml";
@@ -85,6 +86,16 @@ pub struct Repository {
     /// Retries of a failed request (with exponential backoff).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Bearer token sent to a private repository (secret: may be
+    /// `enc:v1:`).
+    #[serde(default)]
+    pub token: Option<SecretValue>,
+    /// User name for HTTP basic authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for HTTP basic authentication (secret: may be `enc:v1:`).
+    #[serde(default)]
+    pub password: Option<SecretValue>,
 }
 
 /// Paths on the host.
@@ -170,14 +181,65 @@ fn default_keep() -> usize {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file and decrypts its secret values
+    /// (finding the master key only when one is encrypted).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = charter_keys::fsutil::read_capped(path, MAX_CONFIG_BYTES, "a config file")?;
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
             path: path.to_owned(),
             reason: "not UTF-8".into(),
         })?;
-        Self::parse(text, path)
+        let mut cfg = Self::parse(text, path)?;
+        let key = if cfg.secrets().iter().any(|(_, v)| v.is_encrypted()) {
+            MasterKey::locate().map_err(|e| Error::Config {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?
+        } else {
+            None
+        };
+        cfg.resolve_secrets(key.as_ref())
+            .map_err(|e| Error::Config {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(cfg)
+    }
+
+    /// The secret fields that are set, by name.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretValue)> {
+        let r = &self.repository;
+        [
+            ("repository.token", &r.token),
+            ("repository.password", &r.password),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        .collect()
+    }
+
+    /// Decrypts every encrypted secret field with `key`.
+    pub fn resolve_secrets(&mut self, key: Option<&MasterKey>) -> charter_keys::Result<()> {
+        let r = &mut self.repository;
+        for (name, v) in [
+            ("repository.token", &mut r.token),
+            ("repository.password", &mut r.password),
+        ] {
+            if let Some(v) = v {
+                v.resolve(name, key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Secret fields written in plain text (warned about at start and in
+    /// `status`).
+    pub fn plain_secrets(&self) -> Vec<&'static str> {
+        self.secrets()
+            .into_iter()
+            .filter(|(_, v)| !v.is_encrypted())
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Parses and validates config text; `path` is for messages only.
@@ -201,6 +263,29 @@ impl Config {
             return Err(bad(format!(
                 "repository.url `{url}` must start with https://, http:// or file:///"
             )));
+        }
+        if let Some(rest) = url.split("://").nth(1)
+            && rest
+                .split('/')
+                .next()
+                .is_some_and(|auth| auth.contains('@'))
+        {
+            return Err(bad(
+                "repository.url must not carry credentials; use repository.token or \
+                 repository.username and repository.password (which may be encrypted)"
+                    .into(),
+            ));
+        }
+        let r = &cfg.repository;
+        if r.token.is_some() && (r.username.is_some() || r.password.is_some()) {
+            return Err(bad(
+                "repository.token and repository.username/password are exclusive".into(),
+            ));
+        }
+        if r.username.is_some() != r.password.is_some() {
+            return Err(bad(
+                "repository.username and repository.password go together".into(),
+            ));
         }
         for (name, p) in [
             ("paths.install_root", &cfg.paths.install_root),

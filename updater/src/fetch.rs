@@ -60,7 +60,12 @@ pub enum Fetched {
 }
 
 enum Base {
-    Http { base: String, agent: ureq::Agent },
+    Http {
+        base: String,
+        agent: ureq::Agent,
+        /// The `Authorization` header value (a secret; never printed).
+        auth: Option<zeroize::Zeroizing<String>>,
+    },
     File(PathBuf),
 }
 
@@ -136,11 +141,36 @@ impl Fetcher {
         if !base.ends_with('/') {
             base.push('/');
         }
+        let auth = match (&repo.token, &repo.username, &repo.password) {
+            (Some(t), _, _) => Some(zeroize::Zeroizing::new(format!(
+                "Bearer {}",
+                secret(t, "repository.token")?.as_str()
+            ))),
+            (None, Some(u), Some(p)) => {
+                use base64::Engine as _;
+                let pair = zeroize::Zeroizing::new(format!(
+                    "{u}:{}",
+                    secret(p, "repository.password")?.as_str()
+                ));
+                Some(zeroize::Zeroizing::new(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+                )))
+            }
+            _ => None,
+        };
         Ok(Fetcher {
-            base: Base::Http { base, agent },
+            base: Base::Http { base, agent, auth },
             retries,
             backoff,
         })
+    }
+
+    fn auth(&self) -> Option<&str> {
+        match &self.base {
+            Base::Http { auth, .. } => auth.as_deref().map(String::as_str),
+            Base::File(_) => None,
+        }
     }
 
     /// Sets the first backoff delay (tests use a few milliseconds).
@@ -205,6 +235,9 @@ impl Fetcher {
         cached: Option<&Validator>,
     ) -> Result<Fetched> {
         let mut req = agent.get(url);
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
         let cached = cached.filter(|v| v.usable());
         if let Some(v) = cached {
             if let Some(etag) = &v.etag {
@@ -341,6 +374,9 @@ struct ResumingReader<'a> {
 impl ResumingReader<'_> {
     fn open(&mut self) -> Result<Box<dyn Read + Send>> {
         let mut req = self.agent.get(&self.url);
+        if let Some(a) = self.fetcher.auth() {
+            req = req.header("Authorization", a);
+        }
         if self.offset > 0 {
             req = req.header("Range", format!("bytes={}-", self.offset));
         }
@@ -503,4 +539,19 @@ impl Read for ResumingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.read_inner(buf).map_err(std::io::Error::other)
     }
+}
+
+/// The plaintext of a resolved secret field.
+fn secret(
+    v: &charter_keys::confsecret::SecretValue,
+    field: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    v.expose()
+        .map(|s| zeroize::Zeroizing::new(s.to_owned()))
+        .ok_or_else(|| {
+            Error::Keys(charter_keys::Error::Secret {
+                field: field.into(),
+                reason: "it is encrypted and was not decrypted".into(),
+            })
+        })
 }

@@ -116,6 +116,8 @@ pub struct Status {
     pub recovered: Option<HistoryEntry>,
     /// The signatures a release needs (`[signatures]`).
     pub signature_policy: String,
+    /// Secret config fields written in plain text (each one a warning).
+    pub plain_secrets: Vec<String>,
 }
 
 /// The updater for one host configuration, holding the state lock.
@@ -151,6 +153,11 @@ impl Updater {
             );
         }
         let signatures = SignaturePolicy::load(&cfg.signatures)?;
+        for field in cfg.plain_secrets() {
+            notes(&format!(
+                "WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
+            ));
+        }
         Ok(Updater {
             cfg,
             state,
@@ -1041,6 +1048,12 @@ impl Updater {
             releases_on_disk,
             recovered,
             signature_policy: self.signatures.describe(),
+            plain_secrets: self
+                .cfg
+                .plain_secrets()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 

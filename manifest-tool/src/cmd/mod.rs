@@ -12,6 +12,7 @@ mod license;
 mod manifest;
 mod repo;
 mod root;
+mod secrets;
 
 /// What every subcommand gets besides its own arguments.
 pub struct Ctx {
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Channel(c) => channel::run(&ctx, c),
         Command::Repo(c) => repo::run(&ctx, c),
         Command::License(c) => license::run(&ctx, c),
+        Command::Secrets(c) => secrets::run(&ctx, c),
         Command::HashTree(a) => manifest::hash_tree(&ctx, a),
         Command::SignBlob(a) => blob::sign(&ctx, a),
         Command::VerifyBlob(a) => blob::verify(&ctx, a),

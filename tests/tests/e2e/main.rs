@@ -7,6 +7,7 @@ mod cli_blob;
 mod cli_keys;
 mod cli_manifest;
 mod cli_root;
+mod secrets;
 mod updater_attacks;
 mod updater_cosign;
 mod updater_crash;

@@ -75,7 +75,10 @@ fn refused(h: &Host, needle: &str, current: Option<&str>) {
     let before = h.snapshot();
     h.update(&["apply"]).fails_with(needle);
     let after = h.snapshot();
-    assert_eq!(before.0, after.0, "refused apply changed the installed tree");
+    assert_eq!(
+        before.0, after.0,
+        "refused apply changed the installed tree"
+    );
     if !before.1.is_null() {
         // (A fresh host's first run writes its empty state file.)
         assert_eq!(before.1, after.1, "refused apply changed the host state");
