@@ -51,6 +51,8 @@ enum Cmd {
     History,
     /// Check the installed tree against its signed manifest (like rpm -V).
     Verify,
+    /// The config and license backups taken before each update.
+    Backups,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +169,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some(h) = &s.recovered {
                     println!("recovered: {} {}", h.op, h.result);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Backups => {
+            let b = updater.backups();
+            if json {
+                print_json(&b)?;
+            } else if b.is_empty() {
+                println!("no backups");
+            } else {
+                for r in b {
+                    println!(
+                        "{} (left for {} at {}, transaction {}):",
+                        r.backup.release, r.backup.to, r.backup.created, r.backup.txn
+                    );
+                    for (f, same) in r.backup.files.iter().zip(&r.unchanged) {
+                        println!(
+                            "  {:<7} {} sha256 {} {}",
+                            f.kind,
+                            f.path.display(),
+                            f.sha256,
+                            if *same { "unchanged" } else { "CHANGED since" }
+                        );
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

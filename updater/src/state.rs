@@ -117,6 +117,10 @@ pub struct Journal {
     /// Mark `from` bad when the rollback completes.
     #[serde(default)]
     pub mark_bad: bool,
+    /// Restore the license file from the update's backup too (automatic
+    /// rollbacks: nothing but the update can have changed it since).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore_license: bool,
     /// When the transaction started.
     pub started: Timestamp,
 }

@@ -64,6 +64,16 @@ pub struct CheckReport {
     pub cosign: Option<CosignProof>,
 }
 
+/// One kept backup for `backups`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    /// The backup.
+    #[serde(flatten)]
+    pub backup: crate::backup::Backup,
+    /// Per file: whether its current bytes still match the backup.
+    pub unchanged: Vec<bool>,
+}
+
 /// How an `apply` ended.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -478,6 +488,82 @@ impl Updater {
         }
     }
 
+    /// The files backed up when leaving `from`: its config files and the
+    /// license (when `[license]` names the agent's config).
+    fn backup_sources(&self, from: &Version) -> Vec<crate::backup::Source> {
+        let mut out = Vec::new();
+        if let Some(m) = self.stored_manifest(from) {
+            let dir = self.release_dir(from);
+            for e in &m.files {
+                if let Entry::File {
+                    path,
+                    kind: FileKind::Config,
+                    ..
+                } = e
+                {
+                    out.push(crate::backup::Source {
+                        kind: "config",
+                        path: dir.join(path.as_str()),
+                    });
+                }
+            }
+        }
+        if let Some(lc) = &self.cfg.license {
+            match charter_agent::config::Config::load(&lc.agent_config) {
+                Ok(acfg) => out.push(crate::backup::Source {
+                    kind: "license",
+                    path: acfg.paths.license,
+                }),
+                Err(e) => (self.notes)(&format!("license not backed up: {e}")),
+            }
+        }
+        out
+    }
+
+    fn take_backup(&self, from: &Version, to: &Version, txn: &str) -> Result<()> {
+        let sources = self.backup_sources(from);
+        crate::backup::take(self.state.path(), from, to, txn, &sources, self.clock.now())?;
+        Ok(())
+    }
+
+    /// Restores the backup taken when `release` was left for `to`, if
+    /// that is the one kept. Failures are reported, not fatal: the
+    /// rollback itself must go on.
+    fn restore_backup(&self, release: Option<&Version>, to: &Version, license: bool) {
+        let Some(release) = release else {
+            return;
+        };
+        let Some(b) = crate::backup::load(self.state.path(), release) else {
+            return;
+        };
+        if &b.to != to {
+            return;
+        }
+        match crate::backup::restore(self.state.path(), &b, license) {
+            Ok(r) if r.is_empty() => {}
+            Ok(r) => (self.notes)(&format!(
+                "restored from the backup: {}",
+                r.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(e) => (self.notes)(&format!("restoring the backup of {release} failed: {e}")),
+        }
+    }
+
+    /// `backups`: the kept backups, each file with whether it still
+    /// matches.
+    pub fn backups(&self) -> Vec<BackupReport> {
+        crate::backup::list(self.state.path())
+            .into_iter()
+            .map(|b| BackupReport {
+                unchanged: b.files.iter().map(|f| !crate::backup::differs(f)).collect(),
+                backup: b,
+            })
+            .collect()
+    }
+
     /// `check`: what `apply` would do, without doing it.
     pub fn check(&self, target: &Target) -> Result<CheckReport> {
         self.recover()?;
@@ -530,10 +616,20 @@ impl Updater {
             step: Step::Begin,
             reason: None,
             mark_bad: false,
+            restore_license: false,
             started: self.clock.now(),
         };
         self.state.save_journal(&j)?;
         failpoint::hit("apply:after-begin");
+
+        // Back up the config and license files of the release being left.
+        if let Some(f) = &from
+            && let Err(e) = self.take_backup(f, &to, &j.id)
+        {
+            self.state.clear_journal()?;
+            self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
+            return Err(e);
+        }
 
         // Stage: releases/<to>.partial, checked entry by entry, then renamed.
         if let Err(e) = self.stage(&c, &m, from.as_ref()) {
@@ -557,6 +653,8 @@ impl Updater {
                 &to,
             )
         {
+            // The script may have changed what it should not have.
+            self.restore_backup(from.as_ref(), &to, true);
             self.state.clear_journal()?;
             self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
             return Err(e);
@@ -592,7 +690,7 @@ impl Updater {
         if let Err(e) = outcome {
             let reason = e.to_string();
             (self.notes)(&format!("{to} failed: {reason}; rolling back"));
-            self.rollback_inner(&to, from.clone(), &reason, true)?;
+            self.rollback_inner(&to, from.clone(), &reason, true, true)?;
             return Ok(ApplyOutcome::RolledBack {
                 failed: to,
                 to: from,
@@ -859,7 +957,7 @@ impl Updater {
             });
         }
         let reason = "rollback requested".to_string();
-        self.rollback_inner(&current, Some(prev.clone()), &reason, true)?;
+        self.rollback_inner(&current, Some(prev.clone()), &reason, true, false)?;
         Ok(ApplyOutcome::RolledBack {
             failed: current,
             to: Some(prev),
@@ -873,6 +971,7 @@ impl Updater {
         to: Option<Version>,
         reason: &str,
         mark_bad: bool,
+        automatic: bool,
     ) -> Result<()> {
         let mut j = Journal {
             id: now_id(self.clock.as_ref()),
@@ -882,6 +981,7 @@ impl Updater {
             step: Step::Begin,
             reason: Some(reason.to_owned()),
             mark_bad,
+            restore_license: automatic,
             started: self.clock.now(),
         };
         self.state.save_journal(&j)?;
@@ -917,6 +1017,11 @@ impl Updater {
             j.step = Step::Swapped;
             self.state.save_journal(j)?;
             failpoint::hit("rollback:after-swapped");
+        }
+        // The backup taken when `to` was left for `failed` (idempotent:
+        // only files that differ are written).
+        if let (Some(t), Some(f)) = (&to, &failed) {
+            self.restore_backup(Some(t), f, j.restore_license);
         }
         let mut health_note = None;
         if let Some(v) = &to {
@@ -1001,11 +1106,14 @@ impl Updater {
                         j.from.clone(),
                         "interrupted after the swap; returned to the previous release",
                         false,
+                        true,
                     )?;
                     return Ok(self.state.history()?.pop());
                 }
-                // Not swapped: the old release is intact; drop the staging.
+                // Not swapped: the old release is intact; drop the staging
+                // and undo what a pre_swap script may have changed.
                 if let Some(to) = &to {
+                    self.restore_backup(j.from.as_ref(), to, true);
                     let st = self.state.state()?;
                     let _ = remove_tree(&self.staging_dir(to));
                     if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
@@ -1127,6 +1235,7 @@ impl Updater {
             }
             remove_tree(&self.release_dir(&v))?;
             let _ = std::fs::remove_file(self.state.manifest_path(&v));
+            crate::backup::remove(self.state.path(), &v);
         }
         Ok(())
     }

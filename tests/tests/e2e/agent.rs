@@ -506,3 +506,83 @@ fn the_updater_checks_the_license_itself() {
     h.update(&["apply"]).fails_with("does not entitle");
     let _ = Path::new("");
 }
+
+/// An update whose post_swap script rewrites the old release's config and
+/// the license, then fails its health check: the automatic rollback puts
+/// both back byte for byte from the backup taken before the swap.
+#[test]
+fn rollback_restores_config_and_license_an_update_script_changed() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let agent_cfg = a.cfg.clone();
+    drop(a);
+    let license = agent_cfg.parent().unwrap().join("license");
+    h.write_config(
+        &h.server.url(),
+        &format!("[license]\nagent_config = \"{}\"\n", agent_cfg.display()),
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    // The operator's edit, and the license as it is.
+    let cfg_path = h.root.join("opt/releases/1.0.0/etc/panel.toml");
+    std::fs::write(&cfg_path, "a = 1\noperator = \"edited\"\n").unwrap();
+    let cfg_before = std::fs::read(&cfg_path).unwrap();
+    let license_before = std::fs::read(&license).unwrap();
+    // 2.0.0: unhealthy, and its post_swap script vandalises both files.
+    let t = h.tree("2.0.0", false, "a = 2\n");
+    std::fs::write(
+        t.join("bin/migrate"),
+        format!(
+            "#!/bin/sh\necho 'clobbered = true' > \"$CHARTER_INSTALL_ROOT/releases/$CHARTER_PREVIOUS_VERSION/etc/panel.toml\"\necho junk >> {}\n",
+            license.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        t.join("bin/migrate"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    h.publish_tree(
+        "2.0.0",
+        &[
+            "--config",
+            "etc/*.toml",
+            "--post-swap-script",
+            "bin/migrate",
+            "--health-cmd",
+            "bin/health",
+            "--health-retries",
+            "0",
+            "--health-timeout",
+            "5s",
+        ],
+    );
+    let out = h.update(&["apply"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("restored from the backup"), "{out:?}");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    assert_eq!(std::fs::read(&cfg_path).unwrap(), cfg_before);
+    assert_eq!(std::fs::read(&license).unwrap(), license_before);
+    // `backups` lists it, each file matching again.
+    let b = h.update(&["backups", "--json"]).ok().json();
+    let b = &b.as_array().unwrap()[0];
+    assert_eq!(b["release"], "1.0.0");
+    assert_eq!(b["to"], "2.0.0");
+    let kinds: Vec<&str> = b["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["config", "license"], "{b}");
+    assert_eq!(b["unchanged"], serde_json::json!([true, true]));
+    // A manual rollback later restores configs but never the license (it
+    // may have been renewed since): shown by changing only the license.
+    h.publish("2.1.0", true, "a = 3\n", &[]);
+    h.update(&["apply"]).ok();
+    std::fs::write(&license, b"renewed license bytes").unwrap();
+    h.update(&["rollback"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    assert_eq!(std::fs::read(&license).unwrap(), b"renewed license bytes");
+}
