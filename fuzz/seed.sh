@@ -17,7 +17,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CHARTER_PASSPHRASE=x
 
-mkdir -p "$corpus"/{envelope,root,manifest,key_pem,archive_path}
+mkdir -p "$corpus"/{envelope,root,manifest,key_pem,archive_path,sigstore_bundle}
 c() { "$charter" "$@" >/dev/null; }
 # payload of a DSSE envelope, base64-decoded
 payload() { sed -n 's/^ *"payload": *"\([^"]*\)".*/\1/p' "$1" | base64 -d; }
@@ -108,6 +108,30 @@ dir/\nsub/./file
 a/b\nc/../../d
 EOF
 
-for t in envelope root manifest key_pem archive_path; do
+# Sigstore bundles: the conformance cases in ../shared (when present), and
+# each rewritten into cosign 2.x's format where it has a SET.
+mkdir -p "$corpus/sigstore_bundle"
+fixtures="$here/../../shared/fixtures/sigstore/bundle-verify"
+if [ -d "$fixtures" ]; then
+  for d in "$fixtures"/*/; do
+    n=$(basename "$d")
+    cp "$d/bundle.sigstore.json" "$corpus/sigstore_bundle/$n.json"
+    python3 - "$d/bundle.sigstore.json" > "$corpus/sigstore_bundle/$n.legacy.json" 2>/dev/null <<'PY' || rm -f "$corpus/sigstore_bundle/$n.legacy.json"
+import base64, json, sys
+b = json.load(open(sys.argv[1]))
+vm = b["verificationMaterial"]
+e = vm["tlogEntries"][0]
+der = (vm.get("certificate") or vm["x509CertificateChain"]["certificates"][0])["rawBytes"]
+pem = "-----BEGIN CERTIFICATE-----\n" + der + "\n-----END CERTIFICATE-----\n"
+print(json.dumps({"base64Signature": b["messageSignature"]["signature"],
+  "cert": base64.b64encode(pem.encode()).decode(),
+  "rekorBundle": {"SignedEntryTimestamp": e["inclusionPromise"]["signedEntryTimestamp"],
+    "Payload": {"body": e["canonicalizedBody"], "integratedTime": int(e["integratedTime"]),
+      "logIndex": int(e["logIndex"]), "logID": base64.b64decode(e["logId"]["keyId"]).hex()}}}))
+PY
+  done
+fi
+
+for t in envelope root manifest key_pem archive_path sigstore_bundle; do
   echo "$t: $(ls "$corpus/$t" | wc -l) seeds"
 done
