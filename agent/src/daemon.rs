@@ -457,7 +457,7 @@ impl Evaluation {
 /// The trust root: the shipped one, or the newer one the updater keeps
 /// after following rotations (`paths.updater_root`), when that file is
 /// owned by root, verifies, and has a higher version.
-fn load_root(cfg: &Config) -> Result<VerifiedRoot> {
+pub fn load_root(cfg: &Config) -> Result<VerifiedRoot> {
     let limits = charter_keys::Limits::default();
     let read =
         |p: &Path| charter_keys::fsutil::read_capped(p, limits.max_envelope_bytes, "a trust root");

@@ -14,6 +14,7 @@ mod error;
 pub mod eval;
 pub mod fingerprint;
 pub mod license;
+pub mod selftest;
 pub mod state;
 
 pub use error::Error;

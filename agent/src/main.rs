@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use charter_agent::config::Config;
 use charter_agent::daemon::Agent;
 use charter_keys::SystemClock;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Enforce signed licenses on this host.
 #[derive(Debug, Parser)]
@@ -55,6 +55,18 @@ enum Cmd {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Parse the config, decrypt its secrets, load the trust root, compute
+    /// the fingerprint, load and verify the license, fetch and verify the
+    /// status document: each check ok or failed; exit status 1 if any
+    /// failed. Writes nothing.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +76,9 @@ enum AuditCmd {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = generate() {
+        return code;
+    }
     let cli = Cli::parse();
     let check = matches!(
         cli.command,
@@ -76,6 +91,37 @@ fn main() -> ExitCode {
             ExitCode::from(if check { 2 } else { 1 })
         }
     }
+}
+
+/// Hidden `--generate KIND DIR` for packaging/build.sh: man pages (one per
+/// subcommand) or a completion script (KIND = bash, zsh, fish, ...), made
+/// from the clap definitions and written into DIR. Looked for before the
+/// real parse, which requires a subcommand.
+fn generate() -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_none_or(|a| a != "--generate") {
+        return None;
+    }
+    let made = match &args[..] {
+        [_, _, kind, dir] if kind == "man" => clap_mangen::generate_to(Cli::command(), dir),
+        [_, _, kind, dir] => match kind.to_string_lossy().parse::<clap_complete::Shell>() {
+            Ok(shell) => {
+                clap_complete::generate_to(shell, &mut Cli::command(), "charter-agent", dir)
+                    .map(drop)
+            }
+            Err(e) => Err(std::io::Error::other(e)),
+        },
+        _ => Err(std::io::Error::other(
+            "usage: --generate man|bash|zsh|fish|elvish|powershell DIR",
+        )),
+    };
+    Some(match made {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("charter-agent: error: --generate: {e}");
+            ExitCode::from(2)
+        }
+    })
 }
 
 fn load_config(flag: Option<&Path>) -> Result<Config> {
@@ -125,6 +171,28 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Config(ConfigCmd::Test) = cli.command {
+        let path = Config::locate(cli.config.as_deref());
+        let r = charter_agent::selftest::run(&path, Box::new(SystemClock));
+        if cli.json {
+            print_json(&serde_json::to_value(&r)?)?;
+        } else {
+            println!("config {}", r.config);
+            for c in &r.checks {
+                println!(
+                    "{} {:<11} {}",
+                    if c.ok { "ok    " } else { "FAILED" },
+                    c.name,
+                    c.detail
+                );
+            }
+        }
+        return Ok(if r.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let cfg = load_config(cli.config.as_deref())?;
     let socket = cfg.paths.socket.clone();
     match cli.command {
@@ -250,6 +318,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Config(ConfigCmd::Test) => unreachable!("handled above"),
         Cmd::Audit(AuditCmd::Verify) => {
             let agent = Agent::load(cfg, Box::new(SystemClock))?;
             let r = agent.verify_audit()?;

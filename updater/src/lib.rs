@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod channel;
 pub mod config;
+pub mod door;
 mod error;
 pub mod extract;
 pub mod failpoint;
@@ -19,6 +20,7 @@ pub mod path;
 pub mod policy;
 pub mod repo;
 pub mod run;
+pub mod selftest;
 pub mod state;
 pub mod tree;
 pub mod txn;

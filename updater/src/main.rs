@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use charter_keys::SystemClock;
 use charter_updater::config::Config;
 use charter_updater::txn::{ApplyOptions, ApplyOutcome, Target, Updater};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Fetch, verify and install signed releases; roll back on failure.
 #[derive(Debug, Parser)]
@@ -53,9 +53,40 @@ enum Cmd {
     Verify,
     /// The config and license backups taken before each update.
     Backups,
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Ask the root updater for ACTION through the socket door (for the
+    /// agent and panels in the `charter-update` group; no sudo needed).
+    Door {
+        /// check, apply, rollback or status.
+        #[arg(value_parser = ["check", "apply", "rollback", "status"])]
+        action: String,
+        /// The door's socket.
+        #[arg(long, value_name = "PATH", default_value = DOOR_SOCKET)]
+        socket: PathBuf,
+    },
+    /// The root side of the socket door: read one action from stdin (a
+    /// connection from charter-update-door.socket), run it, answer on stdout.
+    ServeDoor,
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Parse the config, decrypt its secrets, load the signature policy
+    /// and trust root, reach the repository and verify its channel
+    /// pointer and manifest, load the license: each check ok or failed;
+    /// exit status 1 if any failed.
+    Test,
+}
+
+/// Where charter-update-door.socket listens.
+const DOOR_SOCKET: &str = "/run/charter-update/door.sock";
+
 fn main() -> ExitCode {
+    if let Some(code) = generate() {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -81,7 +112,129 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Hidden `--generate KIND DIR` for packaging/build.sh: man pages (one per
+/// subcommand) or a completion script (KIND = bash, zsh, fish, ...), made
+/// from the clap definitions and written into DIR. Looked for before the
+/// real parse, which requires a subcommand.
+fn generate() -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_none_or(|a| a != "--generate") {
+        return None;
+    }
+    let made = match &args[..] {
+        [_, _, kind, dir] if kind == "man" => clap_mangen::generate_to(Cli::command(), dir),
+        [_, _, kind, dir] => match kind.to_string_lossy().parse::<clap_complete::Shell>() {
+            Ok(shell) => {
+                clap_complete::generate_to(shell, &mut Cli::command(), "charter-update", dir)
+                    .map(drop)
+            }
+            Err(e) => Err(std::io::Error::other(e)),
+        },
+        _ => Err(std::io::Error::other(
+            "usage: --generate man|bash|zsh|fish|elvish|powershell DIR",
+        )),
+    };
+    Some(match made {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("charter-update: error: --generate: {e}");
+            ExitCode::from(2)
+        }
+    })
+}
+
+/// The client side of the socket door: one request, the answer relayed.
+fn door_call(socket: &std::path::Path, action: &str) -> Result<ExitCode> {
+    use charter_updater::door::{Action, Response, write_request};
+    let action = Action::from_name(action).context("unknown action")?;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the update door at {} (is charter-update-door.socket running, \
+             and is this user in the charter-update group?)",
+            socket.display()
+        )
+    })?;
+    write_request(&mut s, action)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let r = Response::read(&mut s).context("reading the door's answer")?;
+    std::io::stderr().write_all(r.stderr.as_bytes())?;
+    std::io::stdout().write_all(r.stdout.as_bytes())?;
+    Ok(ExitCode::from(
+        r.exit_code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1),
+    ))
+}
+
+/// The root side of the socket door (stdin and stdout are the connection).
+fn door_serve(config: Option<&std::path::Path>) -> Result<ExitCode> {
+    use charter_updater::door::{Response, read_request, run_action};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    // Who is asking, for the journal; and a bound on a silent caller.
+    let peer = rustix::net::sockopt::socket_peercred(stdin.as_fd())
+        .map(|c| format!("uid {} pid {}", c.uid.as_raw(), c.pid.as_raw_nonzero()))
+        .unwrap_or_else(|_| "an unknown peer".into());
+    let _ = rustix::net::sockopt::set_socket_timeout(
+        stdin.as_fd(),
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(10)),
+    );
+    let response = match read_request(stdin.lock()) {
+        Ok(action) => {
+            eprintln!(
+                "charter-update: door: {} requested by {peer}",
+                action.as_str()
+            );
+            let exe = std::env::current_exe().context("cannot find this program")?;
+            let extra: Vec<std::ffi::OsString> = config
+                .map(|c| vec!["--config".into(), c.as_os_str().to_owned()])
+                .unwrap_or_default();
+            let r = run_action(&exe, &extra, action);
+            eprintln!(
+                "charter-update: door: {} for {peer} exited {:?}",
+                action.as_str(),
+                r.exit_code
+            );
+            r
+        }
+        Err(e) => {
+            eprintln!("charter-update: door: refused a request from {peer}: {e}");
+            Response::refused(&e.to_string())
+        }
+    };
+    response.write(std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    // The door's two sides load no config here: the client runs
+    // unprivileged, the server passes its --config to the action it runs.
+    match &cli.command {
+        Cmd::Door { action, socket } => return door_call(socket, action),
+        Cmd::ServeDoor => return door_serve(cli.config.as_deref()),
+        Cmd::Config(ConfigCmd::Test) => {
+            let path = Config::locate(cli.config.as_deref());
+            let r = charter_updater::selftest::run(&path, Box::new(SystemClock));
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                println!("config {}", r.config);
+                for c in &r.checks {
+                    println!(
+                        "{} {:<17} {}",
+                        if c.ok { "ok    " } else { "FAILED" },
+                        c.name,
+                        c.detail
+                    );
+                }
+            }
+            return Ok(if r.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        _ => {}
+    }
     let path = Config::locate(cli.config.as_deref());
     let cfg = Config::load(&path)
         .with_context(|| format!("cannot load the config (from {})", path.display()))?;
@@ -248,5 +401,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Door { .. } | Cmd::ServeDoor | Cmd::Config(_) => unreachable!("handled above"),
     }
 }

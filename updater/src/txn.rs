@@ -1199,6 +1199,11 @@ impl Updater {
         )
     }
 
+    /// The trust root in force (kept or shipped), verified, offline.
+    pub fn trust_root_in_force(&self) -> Result<VerifiedRoot> {
+        self.trusted_root_offline()
+    }
+
     fn trusted_root_offline(&self) -> Result<VerifiedRoot> {
         let env_limits = &self.limits.envelope;
         let path = if self.state.root_path().exists() {

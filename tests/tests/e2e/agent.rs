@@ -586,3 +586,43 @@ fn rollback_restores_config_and_license_an_update_script_changed() {
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
     assert_eq!(std::fs::read(&license).unwrap(), b"renewed license bytes");
 }
+
+/// `charter-agent config test`: ok on a licensed host; a damaged license
+/// fails its check, with exit status 1; nothing is written.
+#[test]
+fn agent_config_test_reports_each_check() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let cfg = a.cfg.clone();
+    drop(a);
+    let test = || {
+        run_env(
+            "charter-agent",
+            h.path(),
+            &["--json", "config", "test"],
+            &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
+        )
+    };
+    let state_dir = cfg.parent().unwrap().join("state");
+    let before = charter_tests::snapshot(&state_dir);
+    let out = test().ok();
+    let r = out.json();
+    let names: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["config", "secrets", "trust root", "fingerprint", "license"]);
+    assert!(r["checks"][4]["detail"].as_str().unwrap().contains("lic-1 for Acme"), "{r}");
+    let license = cfg.parent().unwrap().join("license");
+    let mut bytes = std::fs::read(&license).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 1;
+    std::fs::write(&license, bytes).unwrap();
+    let out = test();
+    assert_eq!(out.code, 1, "{out:?}");
+    let r = out.json();
+    assert_eq!(r["checks"][4]["ok"], false, "{r}");
+    assert_eq!(before, charter_tests::snapshot(&state_dir), "config test wrote state");
+}

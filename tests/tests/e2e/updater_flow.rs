@@ -329,3 +329,83 @@ fn preserved_data_keeps_owner_and_odd_entries_do_not_block() {
         eprintln!("not root: ownership part skipped (chown needs root)");
     }
 }
+
+/// `charter-update config test`: every check ok on a working host; each
+/// broken piece fails its own check, with the reason, and exit status 1.
+#[test]
+fn config_test_reports_each_check() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let out = h.update(&["config", "test", "--json"]).ok();
+    let r = out.json();
+    let names: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config",
+            "secrets",
+            "signature policy",
+            "state",
+            "trust root",
+            "repository"
+        ]
+    );
+    assert!(
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{r}"
+    );
+    assert!(
+        r["checks"][5]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("offers panel 1.0.0"),
+        "{r}"
+    );
+    let text = h.update(&["config", "test"]).ok();
+    assert!(
+        text.stdout
+            .contains("ok     trust root        version 1 in force"),
+        "{text:?}"
+    );
+
+    // The repository unreachable: only that check fails.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    h.write_config(&dead, "");
+    let out = h.update(&["--json", "config", "test"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let r = out.json();
+    let failed: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["repository"], "{r}");
+    // A trust root that is not one.
+    h.write_config(&h.server.url(), "");
+    std::fs::write(h.root.join("etc/root.json"), "{}").unwrap();
+    let out = h.update(&["config", "test"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("FAILED trust root"), "{out:?}");
+    // A config that does not parse: the first check says where.
+    std::fs::write(&h.config, "product = \"panel\"\nbogus = 1\n").unwrap();
+    let out = h.update(&["config", "test"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("FAILED config") && out.stdout.contains("bogus"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,213 @@
+//! `charter-update config test`: every check a host needs to update,
+//! each reported ok or failed with its reason (docs/SPEC.md §11.10). Fit
+//! for a readiness probe (exit status) and a support ticket (`--json`).
+//! Secrets are decrypted but never shown.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::policy::SignaturePolicy;
+use crate::txn::{Target, Updater};
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked (`config`, `secrets`, `trust root`, ...).
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or why it failed.
+    pub detail: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The config file tested.
+    pub config: String,
+    /// Each check, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    fn push(&mut self, name: &'static str, r: std::result::Result<String, String>) -> bool {
+        let ok = r.is_ok();
+        self.checks.push(Check {
+            name,
+            ok,
+            detail: r.unwrap_or_else(|e| e),
+        });
+        ok
+    }
+}
+
+/// Runs every check against the config at `path`. Checks that depend on
+/// a failed one are not run (the report says so).
+pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
+    let mut r = Report {
+        config: path.display().to_string(),
+        checks: Vec::new(),
+    };
+    // 1. The file parses and validates (without decrypting).
+    let parsed = std::fs::read(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_owned()))
+        .and_then(|t| Config::parse(&t, path).map_err(|e| e.to_string()));
+    let ok = r.push(
+        "config",
+        parsed
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "product {}, channel {}, repository {}",
+                    c.product, c.channel, c.repository.url
+                )
+            })
+            .map_err(Clone::clone),
+    );
+    if !ok {
+        return r;
+    }
+    // 2. Secrets decrypt with the master key that would be used.
+    let secrets = Config::load(path).map(|cfg| {
+        let names: Vec<String> = cfg
+            .secrets()
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{n} ({})",
+                    if v.is_encrypted() {
+                        "encrypted"
+                    } else {
+                        "PLAIN TEXT"
+                    }
+                )
+            })
+            .collect();
+        (cfg, names)
+    });
+    let cfg = match secrets {
+        Ok((cfg, names)) => {
+            let plain = !cfg.plain_secrets().is_empty();
+            let detail = if names.is_empty() {
+                "no secret fields".to_owned()
+            } else {
+                names.join(", ")
+            };
+            // Plain values work (with a warning), so they do not fail
+            // the test; the detail says so.
+            r.push(
+                "secrets",
+                Ok(if plain {
+                    format!("{detail}; warning: encrypt with `charter secrets encrypt`")
+                } else {
+                    detail
+                }),
+            );
+            cfg
+        }
+        Err(e) => {
+            r.push("secrets", Err(e.to_string()));
+            return r;
+        }
+    };
+    // 3. The signature policy: key file and Sigstore trusted root.
+    let policy = SignaturePolicy::load(&cfg.signatures)
+        .map(|p| p.describe())
+        .map_err(|e| e.to_string());
+    if !r.push("signature policy", policy) {
+        return r;
+    }
+    // 4. The state directory (lock) and the updater.
+    let updater = match Updater::open(cfg.clone(), clock, Box::new(|_: &str| {})) {
+        Ok(u) => {
+            r.push(
+                "state",
+                Ok(format!("{} (locked)", cfg.paths.state_dir.display())),
+            );
+            u
+        }
+        Err(e) => {
+            r.push("state", Err(e.to_string()));
+            return r;
+        }
+    };
+    // 5. The shipped trust root and the one in force (kept after
+    //    rotations), offline.
+    let limits = charter_keys::Limits::default();
+    let shipped = charter_keys::fsutil::read_capped(
+        &cfg.paths.trust_root,
+        limits.max_envelope_bytes,
+        "a trust root",
+    )
+    .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
+    .map_err(|e| format!("{}: {e}", cfg.paths.trust_root.display()));
+    let root = shipped.and_then(|s| {
+        updater
+            .trust_root_in_force()
+            .map(|root| {
+                format!(
+                    "version {} in force, expires {} (shipped: version {})",
+                    root.version(),
+                    root.expires(),
+                    s.version()
+                )
+            })
+            .map_err(|e| e.to_string())
+    });
+    if !r.push("trust root", root) {
+        return r;
+    }
+    // 6. The repository: rotation walk, channel pointer, manifest and its
+    //    signatures as the policy says.
+    let repo = updater.candidate(&Target::Channel).map(|(c, _, root)| {
+        let m = c.manifest.manifest();
+        let who = match c.manifest.cosign() {
+            Some(p) => format!(
+                "; cosign: {}",
+                p.identity.as_deref().unwrap_or("managed key")
+            ),
+            None => String::new(),
+        };
+        format!(
+            "channel {} offers {} {} (root version {}, {} release key signature(s){who})",
+            cfg.channel,
+            m.product,
+            m.version,
+            root.version(),
+            c.manifest.signers().len()
+        )
+    });
+    r.push("repository", repo.map_err(|e| e.to_string()));
+    // 7. The license, when updates are gated on it.
+    if let Some(lc) = &cfg.license {
+        let lic = charter_agent::config::Config::load(&lc.agent_config)
+            .map_err(|e| e.to_string())
+            .and_then(|acfg| {
+                charter_agent::daemon::Agent::load_readonly(
+                    acfg,
+                    Box::new(charter_keys::SystemClock),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .and_then(|agent| {
+                let e = agent.evaluation();
+                match agent.license() {
+                    Some(l) => Ok(format!(
+                        "{} for {}: {}",
+                        l.license.license_id, l.license.customer, e.state
+                    )),
+                    None => Err(format!("{}: {}", e.state, e.reasons.join("; "))),
+                }
+            });
+        r.push("license", lic);
+    }
+    r
+}
