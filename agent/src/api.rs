@@ -430,7 +430,10 @@ fn route(shared: &Arc<Shared>, req: &Request, uid: u32, pid: i32) -> (u16, Value
                 ),
             }
         }
-        ["v1", "version"] if get => (200, crate::version_json()),
+        ["v1", "version"] if get => (
+            200,
+            shared.with_agent(|a| crate::version_json(Some(a.config()))),
+        ),
         ["v1", "update"] if get => {
             let job = shared.job.lock().unwrap_or_else(|e| e.into_inner()).clone();
             (200, json!({"job": job}))

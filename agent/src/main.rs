@@ -58,6 +58,9 @@ enum Cmd {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// This build (version, commit, date, target, features), the trust
+    /// root in force and the installed release.
+    Version,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +174,27 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Version = cli.command {
+        let path = Config::locate(cli.config.as_deref());
+        let cfg = Config::load(&path);
+        let mut v = charter_agent::version_json(cfg.as_ref().ok());
+        if let Err(e) = &cfg {
+            v["config_error"] = serde_json::json!(e.to_string());
+        }
+        if cli.json {
+            print_json(&v)?;
+        } else {
+            let b = &v["build"];
+            println!(
+                "charter-agent {} ({} {}, {})",
+                b["version"].as_str().unwrap_or("?"),
+                b["commit"].as_str().unwrap_or("?"),
+                b["build_date"].as_str().unwrap_or("?"),
+                b["target"].as_str().unwrap_or("?")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Cmd::Config(ConfigCmd::Test) = cli.command {
         let path = Config::locate(cli.config.as_deref());
         let r = charter_agent::selftest::run(&path, Box::new(SystemClock));
@@ -318,7 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Config(ConfigCmd::Test) => unreachable!("handled above"),
+        Cmd::Config(ConfigCmd::Test) | Cmd::Version => unreachable!("handled above"),
         Cmd::Audit(AuditCmd::Verify) => {
             let agent = Agent::load(cfg, Box::new(SystemClock))?;
             let r = agent.verify_audit()?;

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod buildinfo;
 mod clock;
 pub mod confsecret;
 pub mod dsse;

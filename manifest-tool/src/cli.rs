@@ -51,6 +51,8 @@ pub enum Command {
     SignBlob(SignBlobArgs),
     /// Verify a base64 Ed25519 signature over a file.
     VerifyBlob(VerifyBlobArgs),
+    /// This build: version, commit, date, target, features.
+    Version,
 }
 
 #[derive(Debug, Subcommand)]

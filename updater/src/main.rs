@@ -56,6 +56,9 @@ enum Cmd {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// This build (version, commit, date, target, features), the trust
+    /// root in force and the installed release.
+    Version,
     /// Ask the root updater for ACTION through the socket door (for the
     /// agent and panels in the `charter-update` group; no sudo needed).
     Door {
@@ -211,6 +214,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Cmd::Door { action, socket } => return door_call(socket, action),
         Cmd::ServeDoor => return door_serve(cli.config.as_deref()),
+        Cmd::Version => {
+            let path = Config::locate(cli.config.as_deref());
+            let cfg = Config::load(&path);
+            let mut v = charter_updater::selftest::inventory(cfg.as_ref().ok());
+            if let Err(e) = &cfg {
+                v["config_error"] = serde_json::json!(format!("{e:#}"));
+            }
+            if cli.json {
+                print_json(&v)?;
+            } else {
+                let b = &v["build"];
+                println!(
+                    "charter-update {} ({} {}, {})",
+                    b["version"].as_str().unwrap_or("?"),
+                    b["commit"].as_str().unwrap_or("?"),
+                    b["build_date"].as_str().unwrap_or("?"),
+                    b["target"].as_str().unwrap_or("?")
+                );
+                if let Some(r) = v["trust_root"]["version"].as_u64() {
+                    println!("trust root version {r}");
+                }
+                if let Some(c) = v["installed"]["current"].as_str() {
+                    println!(
+                        "installed {} {c}",
+                        v["installed"]["product"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::Config(ConfigCmd::Test) => {
             let path = Config::locate(cli.config.as_deref());
             let r = charter_updater::selftest::run(&path, Box::new(SystemClock));
@@ -401,6 +434,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Door { .. } | Cmd::ServeDoor | Cmd::Config(_) => unreachable!("handled above"),
+        Cmd::Door { .. } | Cmd::ServeDoor | Cmd::Config(_) | Cmd::Version => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -211,3 +211,41 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
     }
     r
 }
+
+/// What `charter-update version --json` reports: this build, and for the
+/// host the trust root in force and the installed release (read without
+/// taking the state lock, so it answers during an update too).
+pub fn inventory(cfg: Option<&Config>) -> serde_json::Value {
+    let mut v = serde_json::json!({ "build": charter_keys::build_info!("charter-update") });
+    let Some(cfg) = cfg else {
+        return v;
+    };
+    let limits = charter_keys::Limits::default();
+    let kept = cfg.paths.state_dir.join("root.json");
+    let root_path = if kept.exists() {
+        kept
+    } else {
+        cfg.paths.trust_root.clone()
+    };
+    v["trust_root"] = match charter_keys::fsutil::read_capped(
+        &root_path,
+        limits.max_envelope_bytes,
+        "a trust root",
+    )
+    .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
+    {
+        Ok(r) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    };
+    let state: Option<crate::state::HostState> =
+        std::fs::read(cfg.paths.state_dir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    v["installed"] = serde_json::json!({
+        "product": cfg.product,
+        "channel": cfg.channel,
+        "current": state.as_ref().and_then(|s| s.current.as_ref()),
+        "previous": state.as_ref().and_then(|s| s.previous.as_ref()),
+    });
+    v
+}

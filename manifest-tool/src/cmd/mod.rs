@@ -38,5 +38,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::HashTree(a) => manifest::hash_tree(&ctx, a),
         Command::SignBlob(a) => blob::sign(&ctx, a),
         Command::VerifyBlob(a) => blob::verify(&ctx, a),
+        Command::Version => {
+            let b = charter_keys::build_info!("charter");
+            if ctx.json {
+                crate::util::print_json(&serde_json::json!({ "build": b }))
+            } else {
+                println!(
+                    "charter {} ({} {}, {})",
+                    b.version, b.commit, b.build_date, b.target
+                );
+                Ok(())
+            }
+        }
     }
 }

@@ -182,6 +182,12 @@ fn cli_and_api_answer_allowed_peers() {
         serde_json::from_slice(&std::fs::read(h.path().join("agent/features.json")).unwrap())
             .unwrap();
     assert_eq!(f["features"], serde_json::json!(["backups"]));
+    // The build and trust root, for a fleet inventory.
+    let (code, v) = a.get("/v1/version");
+    assert_eq!(code, 200);
+    assert_eq!(v["build"]["name"], "charter-agent", "{v}");
+    assert_eq!(v["trust_root"]["version"], 1, "{v}");
+    assert_eq!(st["config_warnings"], serde_json::json!([]), "{st}");
     // Audit log verifies.
     a.cli(&["audit", "verify"]).ok();
     // charter inspects the license.
@@ -613,8 +619,17 @@ fn agent_config_test_reports_each_check() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["config", "secrets", "trust root", "fingerprint", "license"]);
-    assert!(r["checks"][4]["detail"].as_str().unwrap().contains("lic-1 for Acme"), "{r}");
+    assert_eq!(
+        names,
+        ["config", "secrets", "trust root", "fingerprint", "license"]
+    );
+    assert!(
+        r["checks"][4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lic-1 for Acme"),
+        "{r}"
+    );
     let license = cfg.parent().unwrap().join("license");
     let mut bytes = std::fs::read(&license).unwrap();
     let n = bytes.len() / 2;
@@ -624,5 +639,9 @@ fn agent_config_test_reports_each_check() {
     assert_eq!(out.code, 1, "{out:?}");
     let r = out.json();
     assert_eq!(r["checks"][4]["ok"], false, "{r}");
-    assert_eq!(before, charter_tests::snapshot(&state_dir), "config test wrote state");
+    assert_eq!(
+        before,
+        charter_tests::snapshot(&state_dir),
+        "config test wrote state"
+    );
 }

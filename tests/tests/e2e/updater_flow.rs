@@ -409,3 +409,55 @@ fn config_test_reports_each_check() {
         "{out:?}"
     );
 }
+
+/// `version --json` on the three binaries: the same build facts (the
+/// commit this checkout is at, when git is here), and for the updater the
+/// trust root in force and the installed release.
+#[test]
+fn version_json_inventory() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    let u = h.update(&["version", "--json"]).ok().json();
+    assert_eq!(u["build"]["name"], "charter-update");
+    assert_eq!(u["build"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(u["trust_root"]["version"], 1, "{u}");
+    assert_eq!(u["installed"]["current"], "1.0.0", "{u}");
+    assert_eq!(u["installed"]["product"], "panel");
+    let c = h.f.charter(&["--json", "version"]).ok().json();
+    assert_eq!(c["build"]["name"], "charter");
+    let target = u["build"]["target"].as_str().unwrap();
+    assert!(target.contains("linux"), "{u}");
+    for key in ["commit", "build_date", "target"] {
+        assert_eq!(c["build"][key], u["build"][key], "{key}");
+    }
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        Some(head) => assert_eq!(u["build"]["commit"], head.as_str()),
+        None => eprintln!("no git checkout: commit not compared"),
+    }
+    let date = u["build"]["build_date"].as_str().unwrap();
+    assert!(
+        date == "unknown" || date.parse::<jiff::Timestamp>().is_ok(),
+        "{date}"
+    );
+    // No config: the build alone, and the reason.
+    let out = h
+        .update_env(
+            &["version", "--json"],
+            &[("CHARTER_CONFIG", "/nonexistent")],
+        )
+        .ok();
+    let v = out.json();
+    assert!(
+        v["config_error"].as_str().unwrap().contains("/nonexistent"),
+        "{v}"
+    );
+    assert!(v.get("installed").is_none());
+}

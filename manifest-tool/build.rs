@@ -1,0 +1,2 @@
+// Build information for `version --json`: see build/buildinfo.rs.
+include!("../build/buildinfo.rs");
