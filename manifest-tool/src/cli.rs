@@ -239,6 +239,10 @@ pub struct CreateArgs {
     /// Mark the release as a security fix.
     #[arg(long)]
     pub security_fix: bool,
+    /// A CycloneDX SBOM (JSON) of the release, shipped beside the artifact
+    /// as <product>-<version>.cdx.json with its digest in the manifest.
+    #[arg(long, value_name = "FILE.cdx.json")]
+    pub sbom: Option<PathBuf>,
     /// Script in the tree to run before the swap (e.g. a migration).
     #[arg(long, value_name = "PATH")]
     pub pre_swap_script: Option<String>,

@@ -20,6 +20,7 @@ pub mod path;
 pub mod policy;
 pub mod repo;
 pub mod run;
+pub mod sbom;
 pub mod selftest;
 pub mod state;
 pub mod tree;

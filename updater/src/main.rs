@@ -53,6 +53,12 @@ enum Cmd {
     Verify,
     /// The config and license backups taken before each update.
     Backups,
+    /// Print the installed release's CycloneDX SBOM (for grype, trivy).
+    Sbom {
+        /// Another kept release's SBOM.
+        #[arg(long)]
+        version: Option<semver::Version>,
+    },
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -357,6 +363,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("recovered: {} {}", h.op, h.result);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sbom { version } => {
+            let bytes = updater.sbom(version.as_ref())?;
+            std::io::stdout().write_all(&bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Backups => {

@@ -314,6 +314,9 @@ pub struct Manifest {
     /// Update scripts shipped in the release (paths of files it lists).
     #[serde(default, skip_serializing_if = "Scripts::is_empty")]
     pub scripts: Scripts,
+    /// The release's CycloneDX SBOM, beside the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<crate::sbom::Sbom>,
     /// Every entry of the tree, sorted by path.
     pub files: Vec<Entry>,
 }
@@ -385,6 +388,12 @@ impl Manifest {
         }
         if self.expires <= self.released_at {
             return bad("expires is not after released_at".into());
+        }
+        if let Some(s) = &self.sbom {
+            s.validate().map_err(Error::InvalidManifest)?;
+            if s.name == a.name {
+                return bad("the sbom and the artifact have the same name".into());
+            }
         }
         compile_globs(&self.preserve)?;
         compile_globs(&self.config)?;

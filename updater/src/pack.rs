@@ -48,6 +48,8 @@ pub struct CreateOptions {
     pub security_fix: bool,
     /// Update scripts (paths inside the tree).
     pub scripts: crate::manifest::Scripts,
+    /// A CycloneDX SBOM to ship beside the artifact.
+    pub sbom: Option<PathBuf>,
 }
 
 /// What `create` wrote.
@@ -179,13 +181,27 @@ pub fn create(
     );
     let manifest_path = opts.out_dir.join("manifest.json");
     let artifact_path = opts.out_dir.join(&name);
+    // The SBOM is checked before anything is written.
+    let sbom = opts
+        .sbom
+        .as_ref()
+        .map(|p| crate::sbom::prepare(p, &opts.product, &opts.version))
+        .transpose()?;
+    let sbom_path = sbom.as_ref().map(|(_, s)| opts.out_dir.join(&s.name));
     let mut cleanup = CleanupDir(None);
     if !opts.out_dir.exists() {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| Error::io("create", &opts.out_dir, e))?;
         cleanup.0 = Some(opts.out_dir.clone());
     }
-    for p in [&manifest_path, &artifact_path] {
+    for p in [
+        Some(&manifest_path),
+        Some(&artifact_path),
+        sbom_path.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if p.exists() {
             return Err(Error::OutputExists { path: p.clone() });
         }
@@ -252,6 +268,7 @@ pub fn create(
         config: opts.config.clone(),
         health_check: opts.health_check.clone(),
         scripts: opts.scripts.clone(),
+        sbom: sbom.as_ref().map(|(_, s)| s.clone()),
         files: entries,
     };
     manifest.validate(limits)?;
@@ -265,9 +282,16 @@ pub fn create(
     tmp_artifact
         .persist_noclobber(&artifact_path)
         .map_err(|e| Error::io("rename into place", &artifact_path, e.error))?;
-    let written = write_new(&manifest_path, &envelope);
+    let written = match (&sbom, &sbom_path) {
+        (Some((bytes, _)), Some(p)) => write_new(p, bytes),
+        _ => Ok(()),
+    }
+    .and_then(|()| write_new(&manifest_path, &envelope));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&artifact_path);
+        if let Some(p) = &sbom_path {
+            let _ = std::fs::remove_file(p);
+        }
         return Err(e);
     }
     charter_keys::fsutil::sync_dir(&opts.out_dir)?;

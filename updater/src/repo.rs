@@ -130,8 +130,20 @@ pub fn verify_repository(
                             found: digest.to_string(),
                         });
                     }
+                    let sbom = match &m.sbom {
+                        Some(s) => {
+                            let b = charter_keys::fsutil::read_capped(
+                                &mdir.join(&s.name),
+                                crate::sbom::MAX_SBOM_BYTES,
+                                "an SBOM",
+                            )?;
+                            s.matches(&b)?;
+                            format!(", sbom {} matches", s.name)
+                        }
+                        None => String::new(),
+                    };
                     Ok(format!(
-                        "signed by {} key(s), artifact {} matches, expires {}",
+                        "signed by {} key(s), artifact {} matches{sbom}, expires {}",
                         vm.signers().len(),
                         m.artifact.name,
                         m.expires

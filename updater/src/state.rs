@@ -287,6 +287,21 @@ impl StateDir {
         Ok(())
     }
 
+    /// Where a release's SBOM is kept.
+    pub fn sbom_path(&self, v: &Version) -> PathBuf {
+        self.dir.join("sboms").join(format!("{v}.cdx.json"))
+    }
+
+    /// Keeps a release's (verified) SBOM.
+    pub fn save_sbom(&self, v: &Version, bytes: &[u8]) -> Result<()> {
+        let p = self.sbom_path(v);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| crate::Error::io("create", d, e))?;
+        }
+        charter_keys::fsutil::write_atomic(&p, bytes, 0o644)?;
+        Ok(())
+    }
+
     /// The stored manifest envelope of a version.
     pub fn manifest(&self, v: &Version) -> Result<Vec<u8>> {
         Ok(charter_keys::fsutil::read_capped(

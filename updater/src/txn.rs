@@ -552,6 +552,36 @@ impl Updater {
         }
     }
 
+    /// `sbom`: the kept SBOM of `v` (default: the installed release).
+    pub fn sbom(&self, v: Option<&Version>) -> Result<Vec<u8>> {
+        let st = self.state.state()?;
+        let v = match v.or(st.current.as_ref()) {
+            Some(v) => v.clone(),
+            None => {
+                return Err(Error::InvalidInput {
+                    what: "sbom",
+                    reason: "nothing is installed".into(),
+                });
+            }
+        };
+        let p = self.state.sbom_path(&v);
+        if !p.exists() {
+            return Err(Error::InvalidInput {
+                what: "sbom",
+                reason: format!(
+                    "release {v} has no SBOM here (its manifest names none, or it is not installed)"
+                ),
+            });
+        }
+        let bytes = charter_keys::fsutil::read_capped(&p, crate::sbom::MAX_SBOM_BYTES, "an SBOM")?;
+        // It was verified when installed; check it still is what the
+        // signed manifest pins.
+        if let Some(s) = self.stored_manifest(&v).and_then(|m| m.sbom) {
+            s.matches(&bytes)?;
+        }
+        Ok(bytes)
+    }
+
     /// `backups`: the kept backups, each file with whether it still
     /// matches.
     pub fn backups(&self) -> Vec<BackupReport> {
@@ -736,6 +766,21 @@ impl Updater {
             .map_err(|e| Error::io("create", self.cfg.paths.install_root.join(".staging"), e))?;
         remove_tree(&partial)?;
         (self.notes)(&format!("downloading and staging {} {to}", m.product));
+        // The SBOM the manifest pins, first: small, and a mismatch stops
+        // the update before the download.
+        if let Some(s) = &m.sbom {
+            let rel = format!("releases/{}/{to}/{}", m.product, s.name);
+            let bytes = match self.fetcher.get(&rel, s.size, None)? {
+                Fetched::Body(b, _) => b,
+                Fetched::NotModified => {
+                    return Err(Error::NotFound {
+                        url: self.fetcher.url_of(&rel),
+                    });
+                }
+            };
+            s.matches(&bytes)?;
+            self.state.save_sbom(to, &bytes)?;
+        }
         let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
         let mut stream = self.fetcher.stream(&rel, m.artifact.size)?;
         crate::extract::extract(&mut stream, m, &partial, &self.limits)?;
@@ -1241,6 +1286,7 @@ impl Updater {
             remove_tree(&self.release_dir(&v))?;
             let _ = std::fs::remove_file(self.state.manifest_path(&v));
             crate::backup::remove(self.state.path(), &v);
+            let _ = std::fs::remove_file(self.state.sbom_path(&v));
         }
         Ok(())
     }

@@ -87,6 +87,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<()> {
             post_swap: script_path(a.post_swap_script.as_deref())?,
             on_rollback: script_path(a.rollback_script.as_deref())?,
         },
+        sbom: a.sbom,
     };
     let bar = progress_bar(0, "packing");
     let created = pack::create(&opts, &Limits::default(), &|n| bar.inc(n))?;

@@ -140,6 +140,20 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                     src.display()
                 );
             }
+            let sbom = match &m.sbom {
+                Some(s) => {
+                    let p = release.join(&s.name);
+                    let b = charter_keys::fsutil::read_capped(
+                        &p,
+                        charter_updater::sbom::MAX_SBOM_BYTES,
+                        "an SBOM",
+                    )?;
+                    s.matches(&b)
+                        .with_context(|| format!("{} does not match its manifest", p.display()))?;
+                    Some((s.name.clone(), b))
+                }
+                None => None,
+            };
             let dest = dir
                 .join("releases")
                 .join(&m.product)
@@ -169,6 +183,10 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                 .and_then(|_| std::fs::write(tmp.join("manifest.json"), &bytes))
                 .and_then(|()| match &bundle {
                     Some(b) => std::fs::write(tmp.join(&bundle_name), b),
+                    None => Ok(()),
+                })
+                .and_then(|()| match &sbom {
+                    Some((name, b)) => std::fs::write(tmp.join(name), b),
                     None => Ok(()),
                 })
                 .and_then(|()| std::fs::create_dir_all(dest.parent().unwrap_or(&dir)))

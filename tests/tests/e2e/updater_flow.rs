@@ -461,3 +461,84 @@ fn version_json_inventory() {
     );
     assert!(v.get("installed").is_none());
 }
+
+/// A release with a CycloneDX SBOM: `manifest create --sbom` ships it with
+/// its digest in the signed manifest, the host keeps it and
+/// `charter-update sbom` prints it byte for byte; a changed SBOM in the
+/// repository stops the update; a file that is not CycloneDX is refused at
+/// packing, with nothing written.
+#[test]
+fn sbom_travels_with_the_release() {
+    let h = Host::new();
+    let sbom = h.path().join("panel.cdx.json");
+    let doc = serde_json::json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "version": 1,
+        "components": [{"type": "library", "name": "openssl", "version": "3.0.15",
+                        "purl": "pkg:deb/debian/openssl@3.0.15"}],
+    });
+    let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+    std::fs::write(&sbom, &bytes).unwrap();
+    h.publish(
+        "1.0.0",
+        true,
+        "a = 1\n",
+        &["--sbom", sbom.to_str().unwrap()],
+    );
+    let m = h.manifest("1.0.0");
+    let s = m.sbom.as_ref().expect("the manifest names the SBOM");
+    assert_eq!(s.name, "panel-1.0.0.cdx.json");
+    assert_eq!(s.size, bytes.len() as u64);
+    assert!(
+        h.repo
+            .join("releases/panel/1.0.0/panel-1.0.0.cdx.json")
+            .is_file()
+    );
+    h.f.charter(&["repo", "verify", "repo"]).ok();
+    h.update(&["apply"]).ok();
+    let out = h.update(&["sbom"]).ok();
+    assert_eq!(out.stdout.as_bytes(), bytes.as_slice());
+
+    // 1.1.0's SBOM is changed in the repository after signing.
+    std::fs::write(&sbom, &bytes).unwrap();
+    h.publish(
+        "1.1.0",
+        true,
+        "a = 1\n",
+        &["--sbom", sbom.to_str().unwrap()],
+    );
+    let served = h.repo.join("releases/panel/1.1.0/panel-1.1.0.cdx.json");
+    // Same size, one version changed: the digest catches it.
+    let evil = std::fs::read_to_string(&served).unwrap().replace("3.0.15", "3.0.16");
+    std::fs::write(&served, &evil).unwrap();
+    let before = h.snapshot();
+    h.update(&["apply"]).fails_with("sbom panel-1.1.0.cdx.json");
+    assert_eq!(before.0, h.snapshot().0);
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    h.f.charter(&["repo", "verify", "repo"]).fails_with("");
+
+    // Not CycloneDX: refused, nothing written.
+    std::fs::write(&sbom, br#"{"spdxVersion": "SPDX-2.3"}"#).unwrap();
+    h.tree("1.2.0", true, "a = 1\n");
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "1.2.0",
+        "--from",
+        "trees/1.2.0",
+        "--out",
+        "out/1.2.0",
+        "--sbom",
+        sbom.to_str().unwrap(),
+    ])
+    .fails_with("not a CycloneDX document");
+    assert!(!h.path().join("out/1.2.0").exists());
+    // A release without one: said plainly.
+    h.publish("1.3.0", true, "a = 1\n", &[]);
+    h.update(&["sbom", "--version", "1.3.0"])
+        .fails_with("has no SBOM");
+}
