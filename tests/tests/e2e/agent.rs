@@ -645,3 +645,113 @@ fn agent_config_test_reports_each_check() {
         "config test wrote state"
     );
 }
+
+/// The agent's `status.token`: sent as a bearer token to a status URL
+/// that requires it, plain (with a warning) or encrypted with the master
+/// key; never in any output.
+#[test]
+fn status_token_plain_then_encrypted_never_shown() {
+    const TOKEN: &str = "st-tok-93be1f0c77aa";
+    let h = Host::new();
+    std::fs::create_dir_all(h.repo.join("status")).unwrap();
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "active",
+        "--out",
+        "repo/status/lic-1.json",
+    ])
+    .ok();
+    h.server
+        .require_authorization(Some(&format!("Bearer {TOKEN}")));
+    let url = format!("{}status/lic-1.json", h.server.url());
+    let a = start(
+        &h,
+        &["--status-url", &url, "--max-offline", "7d"],
+        &format!("[status]\ntoken = \"{TOKEN}\"\n"),
+    );
+    let st = a.cli(&["status", "--json"]).ok().json();
+    assert_eq!(st["state"], "active", "{st}");
+    assert!(
+        st["config_warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("status.token is in plain text"),
+        "{st}"
+    );
+    let cfg = a.cfg.clone();
+    drop(a);
+    let key = h.path().join("master.key");
+    let mut outputs = vec![
+        h.f.charter(&["secrets", "generate-key", "--out", key.to_str().unwrap()])
+            .ok(),
+    ];
+    let env = [
+        ("CHARTER_MASTER_KEY_FILE", key.to_str().unwrap()),
+        ("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap()),
+    ];
+    outputs.push(
+        run_env(
+            "charter",
+            h.path(),
+            &["secrets", "encrypt", cfg.to_str().unwrap()],
+            &env,
+        )
+        .ok(),
+    );
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains(TOKEN));
+    let out = run_env(
+        "charter-agent",
+        h.path(),
+        &["--json", "config", "test"],
+        &env,
+    )
+    .ok();
+    let r = out.json();
+    let status = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "status")
+        .unwrap();
+    assert_eq!(status["ok"], true, "{r}");
+    assert_eq!(r["checks"][1]["detail"], "status.token (encrypted)");
+    outputs.push(out);
+    // The server now wants another token: the status check fails, 401.
+    h.server
+        .require_authorization(Some("Bearer something-else"));
+    let out = run_env("charter-agent", h.path(), &["config", "test"], &env);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("FAILED status") && out.stdout.contains("401"),
+        "{out:?}"
+    );
+    outputs.push(out);
+    // Without the key the config does not load, and says why.
+    let out = run_env(
+        "charter-agent",
+        h.path(),
+        &["status"],
+        &[
+            ("CHARTER_MASTER_KEY_FILE", "/nonexistent"),
+            ("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap()),
+        ],
+    )
+    .fails_with("secret `status.token`");
+    outputs.push(out);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let key_body = key_text.trim().split_once(':').unwrap().1.to_owned();
+    for o in &outputs {
+        for n in [TOKEN, key_body.as_str()] {
+            assert!(
+                !o.stdout.contains(n) && !o.stderr.contains(n),
+                "secret in {o:?}"
+            );
+        }
+    }
+}
