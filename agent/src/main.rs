@@ -201,15 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if cli.json {
             print_json(&serde_json::to_value(&r)?)?;
         } else {
-            println!("config {}", r.config);
-            for c in &r.checks {
-                println!(
-                    "{} {:<11} {}",
-                    if c.ok { "ok    " } else { "FAILED" },
-                    c.name,
-                    c.detail
-                );
-            }
+            print!("{}", r.to_text());
         }
         return Ok(if r.ok() {
             ExitCode::SUCCESS

@@ -33,12 +33,36 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report for the config at `path`.
+    pub fn new(path: &Path) -> Self {
+        Report {
+            config: path.display().to_string(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// The report as text: the config, then one line a check.
+    pub fn to_text(&self) -> String {
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let mut out = format!("config {}\n", self.config);
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{} {:<width$} {}\n",
+                if c.ok { "ok    " } else { "FAILED" },
+                c.name,
+                c.detail
+            ));
+        }
+        out
+    }
+
     /// Whether every check passed.
     pub fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
 
-    fn push(&mut self, name: &'static str, r: std::result::Result<String, String>) -> bool {
+    /// Records a check; returns whether it passed.
+    pub fn push(&mut self, name: &'static str, r: std::result::Result<String, String>) -> bool {
         let ok = r.is_ok();
         self.checks.push(Check {
             name,
@@ -51,10 +75,7 @@ impl Report {
 
 /// Runs every check against the config at `path`.
 pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
-    let mut r = Report {
-        config: path.display().to_string(),
-        checks: Vec::new(),
-    };
+    let mut r = Report::new(path);
     let parsed = std::fs::read(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_owned()))

@@ -256,15 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&r)?;
             } else {
-                println!("config {}", r.config);
-                for c in &r.checks {
-                    println!(
-                        "{} {:<17} {}",
-                        if c.ok { "ok    " } else { "FAILED" },
-                        c.name,
-                        c.detail
-                    );
-                }
+                print!("{}", r.to_text());
             }
             return Ok(if r.ok() {
                 ExitCode::SUCCESS

@@ -5,56 +5,17 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::policy::SignaturePolicy;
 use crate::txn::{Target, Updater};
 
-/// One check.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// What was checked (`config`, `secrets`, `trust root`, ...).
-    pub name: &'static str,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was found, or why it failed.
-    pub detail: String,
-}
-
-/// The whole report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The config file tested.
-    pub config: String,
-    /// Each check, in order.
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
-    }
-
-    fn push(&mut self, name: &'static str, r: std::result::Result<String, String>) -> bool {
-        let ok = r.is_ok();
-        self.checks.push(Check {
-            name,
-            ok,
-            detail: r.unwrap_or_else(|e| e),
-        });
-        ok
-    }
-}
+// The report types are the agent's (same shape, one definition).
+pub use charter_agent::selftest::{Check, Report};
 
 /// Runs every check against the config at `path`. Checks that depend on
 /// a failed one are not run (the report says so).
 pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
-    let mut r = Report {
-        config: path.display().to_string(),
-        checks: Vec::new(),
-    };
+    let mut r = Report::new(path);
     // 1. The file parses and validates (without decrypting).
     let parsed = std::fs::read(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))

@@ -373,7 +373,7 @@ fn config_test_reports_each_check() {
     let text = h.update(&["config", "test"]).ok();
     assert!(
         text.stdout
-            .contains("ok     trust root        version 1 in force"),
+            .contains("ok     trust root       version 1 in force"),
         "{text:?}"
     );
 
@@ -510,7 +510,9 @@ fn sbom_travels_with_the_release() {
     );
     let served = h.repo.join("releases/panel/1.1.0/panel-1.1.0.cdx.json");
     // Same size, one version changed: the digest catches it.
-    let evil = std::fs::read_to_string(&served).unwrap().replace("3.0.15", "3.0.16");
+    let evil = std::fs::read_to_string(&served)
+        .unwrap()
+        .replace("3.0.15", "3.0.16");
     std::fs::write(&served, &evil).unwrap();
     let before = h.snapshot();
     h.update(&["apply"]).fails_with("sbom panel-1.1.0.cdx.json");
