@@ -253,13 +253,34 @@ impl TestSigstore {
     pub fn sign(&self, artifact: &[u8], identity: &str, issuer: &str) -> Signed {
         let leaf = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("leaf key");
         let cert = self.certificate(&leaf, identity, issuer);
-        let signature = signing_key(&leaf).sign(artifact).expect("signature");
+        self.log(artifact, &leaf, Some(&cert))
+    }
+
+    /// A managed key (`cosign generate-key-pair`): its public key PEM and
+    /// the key to pass to [`TestSigstore::sign_with_key`].
+    pub fn managed_key() -> (KeyPair, String) {
+        let k = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let pem = k.public_key_pem();
+        (k, pem)
+    }
+
+    /// Signs `artifact` with a managed key (`cosign sign-blob --key`), logs
+    /// it, and returns the bundle in both formats.
+    pub fn sign_with_key(&self, artifact: &[u8], key: &KeyPair) -> Signed {
+        self.log(artifact, key, None)
+    }
+
+    fn log(&self, artifact: &[u8], leaf: &KeyPair, cert: Option<&[u8]>) -> Signed {
+        let signature = signing_key(leaf).sign(artifact).expect("signature");
         let signature = B64.encode(signature.as_bytes());
         let digest: [u8; 32] = Sha256::digest(artifact).into();
-        let pem = format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            B64.encode(&cert)
-        );
+        let pem = match cert {
+            Some(cert) => format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                B64.encode(cert)
+            ),
+            None => leaf.public_key_pem(),
+        };
         // The hashedrekord entry, keys in canonical (sorted) order.
         let body = format!(
             r#"{{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{{"data":{{"hash":{{"algorithm":"sha256","value":"{}"}}}},"signature":{{"content":"{}","publicKey":{{"content":"{}"}}}}}}}}"#,
@@ -299,10 +320,9 @@ impl TestSigstore {
         );
         let set = self.rekor.sign(set_payload.as_bytes()).expect("SET");
         let set = B64.encode(set.as_bytes());
-        let bundle = serde_json::json!({
+        let mut bundle = serde_json::json!({
             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial": {
-                "certificate": {"rawBytes": B64.encode(&cert)},
                 "tlogEntries": [{
                     "logIndex": "1",
                     "logId": {"keyId": B64.encode(log_id)},
@@ -325,9 +345,17 @@ impl TestSigstore {
                 "signature": signature,
             },
         });
-        let legacy = serde_json::json!({
+        // A certificate, or a managed key's hint.
+        bundle["verificationMaterial"][if cert.is_some() {
+            "certificate"
+        } else {
+            "publicKey"
+        }] = match cert {
+            Some(c) => serde_json::json!({"rawBytes": B64.encode(c)}),
+            None => serde_json::json!({"hint": ""}),
+        };
+        let mut legacy = serde_json::json!({
             "base64Signature": signature,
-            "cert": B64.encode(pem.as_bytes()),
             "rekorBundle": {
                 "SignedEntryTimestamp": set,
                 "Payload": {
@@ -338,6 +366,9 @@ impl TestSigstore {
                 },
             },
         });
+        if cert.is_some() {
+            legacy["cert"] = B64.encode(pem.as_bytes()).into();
+        }
         Signed {
             bundle: bundle.to_string(),
             legacy: legacy.to_string(),

@@ -81,3 +81,51 @@ fn private_deployment_bundles_verify_in_both_formats() {
         eprintln!("{part} swapped: {err}");
     }
 }
+
+#[test]
+fn managed_key_bundles_verify_in_both_formats() {
+    let sg = TestSigstore::new();
+    let root = sigstore::trusted_root(sg.trusted_root().as_bytes()).unwrap();
+    let (key, pem) = TestSigstore::managed_key();
+    let (_, other_pem) = TestSigstore::managed_key();
+    let artifact = b"a release manifest".to_vec();
+    let signed = sg.sign_with_key(&artifact, &key);
+    for b in [&signed.bundle, &signed.legacy] {
+        let v = sigstore::verify(
+            b.as_bytes(),
+            Subject::Bytes(&artifact),
+            &Policy::Key(pem.clone().into_bytes()),
+            &root,
+        )
+        .unwrap();
+        assert!(v.identity.is_none() && v.integrated_time.is_some());
+        assert!(
+            sigstore::verify(
+                b.as_bytes(),
+                Subject::Bytes(&artifact),
+                &Policy::Key(other_pem.clone().into_bytes()),
+                &root
+            )
+            .is_err()
+        );
+        assert!(
+            sigstore::verify(
+                b.as_bytes(),
+                Subject::Bytes(b"other"),
+                &Policy::Key(pem.clone().into_bytes()),
+                &root
+            )
+            .is_err()
+        );
+        // A keyless policy refuses a key-signed bundle.
+        assert!(
+            sigstore::verify(
+                b.as_bytes(),
+                Subject::Bytes(&artifact),
+                &policy(Identity::regex(".*").unwrap(), GH),
+                &root
+            )
+            .is_err()
+        );
+    }
+}

@@ -241,3 +241,49 @@ fn signature_policy_config_errors_name_the_field() {
         h.update(&["status"]).fails_with(needle);
     }
 }
+
+/// A managed cosign key (`cosign sign-blob --key`) instead of a keyless
+/// identity: `public_key` in the config.
+#[test]
+fn managed_key_policy() {
+    let h = Host::new();
+    let sg = TestSigstore::new();
+    let tr = h.root.join("etc/trusted_root.json");
+    std::fs::write(&tr, sg.trusted_root()).unwrap();
+    let (key, pem) = TestSigstore::managed_key();
+    let pubkey = h.root.join("etc/cosign.pub");
+    std::fs::write(&pubkey, &pem).unwrap();
+    h.write_config(
+        &h.server.url(),
+        &format!(
+            "[signatures]\nrequire = \"all\"\n[signatures.cosign]\npublic_key = \"{}\"\ntrusted_root = \"{}\"\n",
+            pubkey.display(),
+            tr.display()
+        ),
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let m = manifest_path(&h, "1.0.0");
+    let bundle = m.with_file_name("manifest.json.sigstore.json");
+    // Signed by another key: refused.
+    let (other, _) = TestSigstore::managed_key();
+    let bytes = std::fs::read(&m).unwrap();
+    std::fs::write(&bundle, sg.sign_with_key(&bytes, &other).bundle).unwrap();
+    refused(&h, "cosign bundle", None);
+    // A keyless bundle, however valid, is not the managed key.
+    std::fs::write(&bundle, sg.sign(&bytes, RELEASE_WF, GH).bundle).unwrap();
+    refused(&h, "cosign bundle", None);
+    // The managed key, in cosign 2.x's format.
+    std::fs::write(&bundle, sg.sign_with_key(&bytes, &key).legacy).unwrap();
+    let check = h.update(&["check", "--json"]).ok().json();
+    assert!(check["cosign"]["identity"].is_null(), "{check}");
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let st = h.status();
+    assert!(
+        st["signature_policy"]
+            .as_str()
+            .unwrap()
+            .contains("managed key"),
+        "{st}"
+    );
+}
