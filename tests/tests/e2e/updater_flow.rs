@@ -544,3 +544,40 @@ fn sbom_travels_with_the_release() {
     h.update(&["sbom", "--version", "1.3.0"])
         .fails_with("has no SBOM");
 }
+
+/// Backups and SBOMs go with the releases they belong to when old
+/// releases are pruned.
+#[test]
+fn backups_and_sboms_are_pruned_with_their_releases() {
+    let h = Host::with_config("[update]\nkeep_releases = 2\n");
+    let sbom = h.path().join("s.cdx.json");
+    std::fs::write(&sbom, br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#).unwrap();
+    for v in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"] {
+        h.publish(v, true, "a = 1\n", &["--sbom", sbom.to_str().unwrap()]);
+        h.update(&["apply"]).ok();
+    }
+    let kept = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(h.root.join("state").join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let releases: Vec<String> = {
+        let mut v: Vec<String> = std::fs::read_dir(h.root.join("opt/releases"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(releases, ["1.2.0", "1.3.0"]);
+    assert_eq!(kept("sboms"), ["1.2.0.cdx.json", "1.3.0.cdx.json"]);
+    // 1.3.0 has not been left yet: only 1.2.0's backup remains.
+    assert_eq!(kept("backups"), ["1.2.0"]);
+    h.update(&["sbom", "--version", "1.0.0"])
+        .fails_with("has no SBOM");
+}
