@@ -47,7 +47,11 @@ fn main() {
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={dir}/{r}");
         }
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
+        // Only when it exists: cargo treats a missing rerun-if-changed path
+        // as always stale, which rebuilt the binaries on every build.
+        if std::path::Path::new(&format!("{dir}/packed-refs")).exists() {
+            println!("cargo:rerun-if-changed={dir}/packed-refs");
+        }
     }
     let commit = std::env::var("CHARTER_GIT_COMMIT")
         .ok()
