@@ -118,6 +118,16 @@ impl StateStore {
     /// entitlement): never creates the secret.
     pub fn open_existing(dir: &Path) -> Result<Self> {
         let path = dir.join(SECRET_FILE);
+        if !path.exists() {
+            return Err(Error::Invalid {
+                what: "license state",
+                reason: format!(
+                    "{} has no host key yet: the agent creates it on its first start \
+                     (`systemctl start charter-agent`, or `charter-agent run`)",
+                    dir.display()
+                ),
+            });
+        }
         let secret = Zeroizing::new(charter_keys::fsutil::read_private(
             &path,
             1024,

@@ -109,9 +109,12 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
             if ctx.json {
                 print_json(&value)
             } else {
-                println!("Verified OK: {}", value["kind"].as_str().unwrap_or(""));
-                println!(
-                    "{}",
+                // Written, not println!ed: a closed pipe (`| head`) is an
+                // error main treats as success, not a panic.
+                use std::io::Write as _;
+                let text = format!(
+                    "Verified OK: {}\n{}\n",
+                    value["kind"].as_str().unwrap_or(""),
                     serde_json::to_string_pretty(
                         value
                             .get("license")
@@ -119,6 +122,7 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
                             .unwrap_or(&value)
                     )?
                 );
+                std::io::stdout().write_all(text.as_bytes())?;
                 Ok(())
             }
         }
