@@ -313,6 +313,12 @@ pub struct VerifyBlobArgs {
     /// Sigstore trusted root (default: the public-good root built in).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
+    /// A checksum sidecar (`FILE.sha256`, or a `checksums.txt` in
+    /// sha256sum format) that the bundle signs instead of FILE: the bundle
+    /// is checked over the sidecar, then FILE's SHA-256 against the
+    /// sidecar's line for FILE's name (or its only line).
+    #[arg(long, value_name = "SIDECAR", requires = "bundle")]
+    pub sha256_file: Option<PathBuf>,
     /// The signed file, or `sha256:<hex>` of it (with --bundle).
     pub file: String,
 }

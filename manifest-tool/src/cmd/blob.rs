@@ -152,9 +152,28 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
             d = digest.0;
         }
     }
-    let subject = Subject::Sha256(d);
-    let v = sigstore::verify(&bundle, subject, &policy, &root)
-        .with_context(|| format!("{} is not verified", a.file))?;
+    let v = match &a.sha256_file {
+        // The bundle signs the sidecar; the sidecar pins the file.
+        Some(sidecar) => {
+            let text = charter_keys::fsutil::read_capped(sidecar, 1 << 20, "a checksum file")?;
+            let v = sigstore::verify(&bundle, Subject::Bytes(&text), &policy, &root)
+                .with_context(|| format!("{} is not verified", sidecar.display()))?;
+            let listed = sidecar_digest(&text, &a.file)
+                .with_context(|| format!("{} names no sha256 for {}", sidecar.display(), a.file))?;
+            if listed != d {
+                bail!(
+                    "{} is not verified: its sha256 is {}, and {} lists {}",
+                    a.file,
+                    hex::encode(d),
+                    sidecar.display(),
+                    hex::encode(listed)
+                );
+            }
+            v
+        }
+        None => sigstore::verify(&bundle, Subject::Sha256(d), &policy, &root)
+            .with_context(|| format!("{} is not verified", a.file))?,
+    };
     if ctx.json {
         print_json(&json!({
             "verified": true,
@@ -171,5 +190,42 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
             None => println!("Verified OK"),
         }
         Ok(())
+    }
+}
+
+/// The SHA-256 a checksum sidecar lists for `file`: sha256sum's format
+/// (`<hex>  <name>` or `<hex> *<name>`, one a line), matched on the file's
+/// name; a sidecar with one line and no other name matches any file (the
+/// `FILE.sha256` convention).
+fn sidecar_digest(text: &[u8], file: &str) -> Result<[u8; 32]> {
+    let text = std::str::from_utf8(text).context("not UTF-8")?;
+    let name = std::path::Path::new(file)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(file);
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (hex_part, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let listed = rest.trim_start().trim_start_matches('*');
+        let mut d = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut d)
+            .map_err(|_| anyhow::anyhow!("line {}: not a sha256 checksum line", n + 1))?;
+        entries.push((d, listed.to_owned()));
+    }
+    let by_name = entries.iter().filter(|(_, l)| {
+        std::path::Path::new(l).file_name().and_then(|n| n.to_str()) == Some(name)
+    });
+    match by_name.collect::<Vec<_>>().as_slice() {
+        [(d, _)] => return Ok(*d),
+        [] => {}
+        _ => bail!("more than one line for {name}"),
+    }
+    match entries.as_slice() {
+        [(d, l)] if l.is_empty() || file.starts_with("sha256:") => Ok(*d),
+        _ => bail!("no line for {name}"),
     }
 }

@@ -412,3 +412,88 @@ fn verify_blob_with_an_ecdsa_key_signature_like_cosign() {
     )
     .fails_with("f is not verified");
 }
+
+/// Plain artifacts published the way many projects do: the tarball, its
+/// `.sha256` sidecar (or a `checksums.txt`) and a cosign bundle over the
+/// sidecar. `verify-blob --sha256-file` checks the bundle over the sidecar,
+/// then the file against it.
+#[test]
+fn plain_artifact_with_a_signed_checksum_sidecar() {
+    use charter_tests::sigstore::TestSigstore;
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sg = TestSigstore::new();
+    std::fs::write(d.join("trusted_root.json"), sg.trusted_root()).unwrap();
+    let wf = "https://github.com/acme/panel/.github/workflows/release.yml@refs/tags/v2.0.0";
+    let gh = "https://token.actions.githubusercontent.com";
+    std::fs::write(d.join("panel-2.0.0.tar.gz"), b"the tarball bytes").unwrap();
+    std::fs::write(d.join("tools-2.0.0.tar.gz"), b"another artifact").unwrap();
+    let sum = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let one = format!("{}  panel-2.0.0.tar.gz\n", sum(b"the tarball bytes"));
+    std::fs::write(d.join("panel-2.0.0.tar.gz.sha256"), &one).unwrap();
+    let all = format!("{one}{}  tools-2.0.0.tar.gz\n", sum(b"another artifact"));
+    std::fs::write(d.join("checksums.txt"), &all).unwrap();
+    std::fs::write(
+        d.join("one.sigstore.json"),
+        sg.sign(one.as_bytes(), wf, gh).bundle,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("all.sigstore.json"),
+        sg.sign(all.as_bytes(), wf, gh).legacy,
+    )
+    .unwrap();
+    let verify = |bundle: &str, sidecar: &str, file: &str| {
+        charter(
+            d,
+            &[
+                "verify-blob",
+                "--bundle",
+                bundle,
+                "--sha256-file",
+                sidecar,
+                "--certificate-identity-regexp",
+                r"https://github\.com/acme/panel/.*",
+                "--certificate-oidc-issuer",
+                gh,
+                "--trusted-root",
+                "trusted_root.json",
+                file,
+            ],
+        )
+    };
+    let out = verify(
+        "one.sigstore.json",
+        "panel-2.0.0.tar.gz.sha256",
+        "panel-2.0.0.tar.gz",
+    )
+    .ok();
+    assert!(out.stdout.contains(&format!("signed by {wf}")), "{out:?}");
+    verify("all.sigstore.json", "checksums.txt", "tools-2.0.0.tar.gz").ok();
+    verify("all.sigstore.json", "checksums.txt", "panel-2.0.0.tar.gz").ok();
+    // The artifact changed: its digest is not the listed one.
+    std::fs::write(d.join("panel-2.0.0.tar.gz"), b"the tarball bytez").unwrap();
+    verify(
+        "one.sigstore.json",
+        "panel-2.0.0.tar.gz.sha256",
+        "panel-2.0.0.tar.gz",
+    )
+    .fails_with("lists");
+    // The sidecar changed to match: the bundle no longer verifies.
+    std::fs::write(
+        d.join("panel-2.0.0.tar.gz.sha256"),
+        format!("{}  panel-2.0.0.tar.gz\n", sum(b"the tarball bytez")),
+    )
+    .unwrap();
+    verify(
+        "one.sigstore.json",
+        "panel-2.0.0.tar.gz.sha256",
+        "panel-2.0.0.tar.gz",
+    )
+    .fails_with("panel-2.0.0.tar.gz.sha256 is not verified");
+    // A file the checksums do not list.
+    std::fs::write(d.join("extra.tar.gz"), b"x").unwrap();
+    verify("all.sigstore.json", "checksums.txt", "extra.tar.gz")
+        .fails_with("no line for extra.tar.gz");
+}
