@@ -13,7 +13,7 @@ mod cmd;
 mod util;
 
 fn main() -> ExitCode {
-    if let Some(code) = generate() {
+    if let Some(code) = charter_agent::generate_docs(cli::Cli::command) {
         return code;
     }
     let args = cli::Cli::parse();
@@ -32,35 +32,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Hidden `--generate KIND DIR` for packaging/build.sh: man pages (one per
-/// subcommand) or a completion script (KIND = bash, zsh, fish, ...), made
-/// from the clap definitions and written into DIR. Looked for before the
-/// real parse, which requires a subcommand.
-fn generate() -> Option<ExitCode> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_none_or(|a| a != "--generate") {
-        return None;
-    }
-    let made = match &args[..] {
-        [_, _, kind, dir] if kind == "man" => clap_mangen::generate_to(cli::Cli::command(), dir),
-        [_, _, kind, dir] => match kind.to_string_lossy().parse::<clap_complete::Shell>() {
-            Ok(shell) => {
-                clap_complete::generate_to(shell, &mut cli::Cli::command(), "charter", dir)
-                    .map(drop)
-            }
-            Err(e) => Err(std::io::Error::other(e)),
-        },
-        _ => Err(std::io::Error::other(
-            "usage: --generate man|bash|zsh|fish|elvish|powershell DIR",
-        )),
-    };
-    Some(match made {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("charter: error: --generate: {e}");
-            ExitCode::from(2)
-        }
-    })
 }

@@ -93,7 +93,7 @@ enum ConfigCmd {
 const DOOR_SOCKET: &str = "/run/charter-update/door.sock";
 
 fn main() -> ExitCode {
-    if let Some(code) = generate() {
+    if let Some(code) = charter_agent::generate_docs(Cli::command) {
         return code;
     }
     let cli = Cli::parse();
@@ -119,37 +119,6 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     text.push(b'\n');
     std::io::stdout().lock().write_all(&text)?;
     Ok(())
-}
-
-/// Hidden `--generate KIND DIR` for packaging/build.sh: man pages (one per
-/// subcommand) or a completion script (KIND = bash, zsh, fish, ...), made
-/// from the clap definitions and written into DIR. Looked for before the
-/// real parse, which requires a subcommand.
-fn generate() -> Option<ExitCode> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_none_or(|a| a != "--generate") {
-        return None;
-    }
-    let made = match &args[..] {
-        [_, _, kind, dir] if kind == "man" => clap_mangen::generate_to(Cli::command(), dir),
-        [_, _, kind, dir] => match kind.to_string_lossy().parse::<clap_complete::Shell>() {
-            Ok(shell) => {
-                clap_complete::generate_to(shell, &mut Cli::command(), "charter-update", dir)
-                    .map(drop)
-            }
-            Err(e) => Err(std::io::Error::other(e)),
-        },
-        _ => Err(std::io::Error::other(
-            "usage: --generate man|bash|zsh|fish|elvish|powershell DIR",
-        )),
-    };
-    Some(match made {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("charter-update: error: --generate: {e}");
-            ExitCode::from(2)
-        }
-    })
 }
 
 /// The client side of the socket door: one request, the answer relayed.
