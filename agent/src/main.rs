@@ -13,6 +13,24 @@ use charter_agent::daemon::Agent;
 use charter_keys::SystemClock;
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// `println!` that returns the write error instead of panicking, so a
+/// closed pipe (`... | head`) ends the command quietly: `main` treats
+/// `BrokenPipe` as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// Enforce signed licenses on this host.
 #[derive(Debug, Parser)]
 #[command(name = "charter-agent", version, about, max_term_width = 100)]
@@ -90,6 +108,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
+            // A closed pipe (`charter-agent status | head`) is not a failure.
+            if err
+                .chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
             let _ = writeln!(std::io::stderr(), "charter-agent: error: {err:#}");
             ExitCode::from(if check { 2 } else { 1 })
         }
@@ -154,7 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_json(&v)?;
         } else {
             let b = &v["build"];
-            println!(
+            outln!(
                 "charter-agent {} ({} {}, {})",
                 b["version"].as_str().unwrap_or("?"),
                 b["commit"].as_str().unwrap_or("?"),
@@ -170,7 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if cli.json {
             print_json(&serde_json::to_value(&r)?)?;
         } else {
-            print!("{}", r.to_text());
+            out!("{}", r.to_text());
         }
         return Ok(if r.ok() {
             ExitCode::SUCCESS
@@ -187,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&serde_json::json!({"product": cfg.product, "fingerprint": fp}))?;
             } else {
-                println!("{fp}");
+                outln!("{fp}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -202,16 +228,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&v)?;
             } else {
-                println!("state:     {}", v["state"].as_str().unwrap_or("?"));
+                outln!("state:     {}", v["state"].as_str().unwrap_or("?"));
                 for r in v["reasons"].as_array().into_iter().flatten() {
-                    println!("reason:    {}", r.as_str().unwrap_or(""));
+                    outln!("reason:    {}", r.as_str().unwrap_or(""));
                 }
                 for w in v["warnings"].as_array().into_iter().flatten() {
-                    println!("warning:   {}", w.as_str().unwrap_or(""));
+                    outln!("warning:   {}", w.as_str().unwrap_or(""));
                 }
                 if let Some(id) = v["license_id"].as_str() {
-                    println!("license:   {id} ({})", v["customer"].as_str().unwrap_or(""));
-                    println!("expires:   {}", v["expires_at"].as_str().unwrap_or(""));
+                    outln!("license:   {id} ({})", v["customer"].as_str().unwrap_or(""));
+                    outln!("expires:   {}", v["expires_at"].as_str().unwrap_or(""));
                 }
                 let features: Vec<&str> = v["features"]
                     .as_array()
@@ -219,7 +245,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .flatten()
                     .filter_map(|f| f.as_str())
                     .collect();
-                println!(
+                outln!(
                     "features:  {}",
                     if features.is_empty() {
                         "none".into()
@@ -229,7 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 if let Some(l) = v["limits"].as_object() {
                     for (k, n) in l {
-                        println!("limit:     {k} = {n}");
+                        outln!("limit:     {k} = {n}");
                     }
                 }
             }
@@ -289,8 +315,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let (_, s) = ask(&socket, "GET", "/v1/update")?;
                 if !s["job"]["finished"].is_null() {
                     if !cli.json {
-                        println!("{action}: exit {}", s["job"]["exit_code"]);
-                        println!("{}", serde_json::to_string_pretty(&s["job"]["output"])?);
+                        outln!("{action}: exit {}", s["job"]["exit_code"]);
+                        outln!("{}", serde_json::to_string_pretty(&s["job"]["output"])?);
                     }
                     return Ok(if s["job"]["exit_code"] == 0 {
                         ExitCode::SUCCESS
@@ -311,8 +337,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&r)?)?;
             } else {
                 match &r.problem {
-                    None => println!("audit log OK: {} line(s)", r.lines),
-                    Some(p) => println!("audit log NOT OK after {} line(s): {p}", r.lines),
+                    None => outln!("audit log OK: {} line(s)", r.lines),
+                    Some(p) => outln!("audit log NOT OK after {} line(s): {p}", r.lines),
                 }
             }
             Ok(if r.problem.is_none() {

@@ -8,6 +8,24 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
+/// `println!` that returns the write error instead of panicking, so a
+/// closed pipe (`... | head`) ends the command quietly: `main` treats
+/// `BrokenPipe` as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod cli;
 mod cmd;
 mod util;

@@ -12,6 +12,24 @@ use charter_updater::config::Config;
 use charter_updater::txn::{ApplyOptions, ApplyOutcome, Target, Updater};
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// `println!` that returns the write error instead of panicking, so a
+/// closed pipe (`... | head`) ends the command quietly: `main` treats
+/// `BrokenPipe` as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// Fetch, verify and install signed releases; roll back on failure.
 #[derive(Debug, Parser)]
 #[command(name = "charter-update", version, about, max_term_width = 100)]
@@ -200,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 let b = &v["build"];
-                println!(
+                outln!(
                     "charter-update {} ({} {}, {})",
                     b["version"].as_str().unwrap_or("?"),
                     b["commit"].as_str().unwrap_or("?"),
@@ -208,10 +226,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     b["target"].as_str().unwrap_or("?")
                 );
                 if let Some(r) = v["trust_root"]["version"].as_u64() {
-                    println!("trust root version {r}");
+                    outln!("trust root version {r}");
                 }
                 if let Some(c) = v["installed"]["current"].as_str() {
-                    println!(
+                    outln!(
                         "installed {} {c}",
                         v["installed"]["product"].as_str().unwrap_or("?")
                     );
@@ -225,7 +243,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 print_json(&r)?;
             } else {
-                print!("{}", r.to_text());
+                out!("{}", r.to_text());
             }
             return Ok(if r.ok() {
                 ExitCode::SUCCESS
@@ -255,7 +273,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .current
                     .as_ref()
                     .map_or("nothing".into(), ToString::to_string);
-                println!("installed: {cur}; offered: {}; {}", r.candidate, r.reason);
+                outln!("installed: {cur}; offered: {}; {}", r.candidate, r.reason);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -268,14 +286,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(match &outcome {
                 ApplyOutcome::UpToDate { version } => {
                     if !json {
-                        println!("{version} is already installed");
+                        outln!("{version} is already installed");
                     }
                     ExitCode::SUCCESS
                 }
                 ApplyOutcome::Installed { from, to } => {
                     if !json {
                         let from = from.as_ref().map_or("nothing".into(), ToString::to_string);
-                        println!("installed {to} (was {from})");
+                        outln!("installed {to} (was {from})");
                     }
                     ExitCode::SUCCESS
                 }
@@ -292,7 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&outcome)?;
             } else if let ApplyOutcome::RolledBack { failed, to, .. } = &outcome {
                 let to = to.as_ref().map_or("nothing".into(), ToString::to_string);
-                println!("rolled back from {failed} to {to}");
+                outln!("rolled back from {failed} to {to}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -304,12 +322,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let v = |x: &Option<semver::Version>| {
                     x.as_ref().map_or("none".into(), ToString::to_string)
                 };
-                println!("product:  {} (channel {})", s.product, s.channel);
-                println!("current:  {}", v(&s.state.current));
-                println!("previous: {}", v(&s.state.previous));
-                println!("ratchet:  {}", v(&s.state.ratchet));
+                outln!("product:  {} (channel {})", s.product, s.channel);
+                outln!("current:  {}", v(&s.state.current));
+                outln!("previous: {}", v(&s.state.previous));
+                outln!("ratchet:  {}", v(&s.state.ratchet));
                 let bad: Vec<String> = s.state.bad.iter().map(ToString::to_string).collect();
-                println!(
+                outln!(
                     "bad:      {}",
                     if bad.is_empty() {
                         "none".into()
@@ -318,10 +336,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
                 if let Some(t) = s.state.last_check {
-                    println!("checked:  {t}");
+                    outln!("checked:  {t}");
                 }
                 if let Some(h) = &s.recovered {
-                    println!("recovered: {} {}", h.op, h.result);
+                    outln!("recovered: {} {}", h.op, h.result);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -336,15 +354,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&b)?;
             } else if b.is_empty() {
-                println!("no backups");
+                outln!("no backups");
             } else {
                 for r in b {
-                    println!(
+                    outln!(
                         "{} (left for {} at {}, transaction {}):",
-                        r.backup.release, r.backup.to, r.backup.created, r.backup.txn
+                        r.backup.release,
+                        r.backup.to,
+                        r.backup.created,
+                        r.backup.txn
                     );
                     for (f, same) in r.backup.files.iter().zip(&r.unchanged) {
-                        println!(
+                        outln!(
                             "  {:<7} {} sha256 {} {}",
                             f.kind,
                             f.path.display(),
@@ -365,7 +386,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let v = |x: &Option<semver::Version>| {
                         x.as_ref().map_or("-".into(), ToString::to_string)
                     };
-                    println!(
+                    outln!(
                         "{}  {:<8} {} -> {}  {}{}",
                         e.time,
                         e.op,
@@ -384,12 +405,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 for p in &r.problems {
-                    println!("{:<8} {}  {}", p.kind, p.path, p.detail);
+                    outln!("{:<8} {}  {}", p.kind, p.path, p.detail);
                 }
                 for c in &r.config_changed {
-                    println!("config   {c}  changed by the operator (kept)");
+                    outln!("config   {c}  changed by the operator (kept)");
                 }
-                println!(
+                outln!(
                     "{} entries checked, {} bytes hashed: {}",
                     r.checked,
                     r.bytes_hashed,

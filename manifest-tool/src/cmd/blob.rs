@@ -37,7 +37,7 @@ pub fn sign(ctx: &Ctx, a: SignBlobArgs) -> Result<()> {
             "algorithm": if a.prehash { "ed25519ph" } else { "ed25519" },
         }))
     } else {
-        println!("{b64}");
+        outln!("{b64}");
         Ok(())
     }
 }
@@ -73,7 +73,7 @@ pub fn verify(ctx: &Ctx, a: VerifyBlobArgs) -> Result<()> {
         return if ctx.json {
             print_json(&json!({"verified": true, "algorithm": "ecdsa"}))
         } else {
-            println!("Verified OK");
+            outln!("Verified OK");
             Ok(())
         };
     }
@@ -93,7 +93,7 @@ pub fn verify(ctx: &Ctx, a: VerifyBlobArgs) -> Result<()> {
     if ctx.json {
         print_json(&json!({"verified": true, "key_id": key.key_id().to_string()}))
     } else {
-        println!("Verified OK");
+        outln!("Verified OK");
         Ok(())
     }
 }
@@ -183,11 +183,11 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
         }))
     } else {
         match &v.identity {
-            Some(i) => println!(
+            Some(i) => outln!(
                 "Verified OK: signed by {i} ({})",
                 v.issuer.as_deref().unwrap_or("")
             ),
-            None => println!("Verified OK"),
+            None => outln!("Verified OK"),
         }
         Ok(())
     }

@@ -126,7 +126,7 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
                     "signatures": env.signatures().len(),
                 }))
             } else {
-                println!(
+                outln!(
                     "{}: {product}/{channel} -> {} (expires {}, {} signature(s))",
                     out.display(),
                     pointer.version,
@@ -157,7 +157,7 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"pointer": file, "signatures": env.signatures().len()}))
             } else {
-                println!(
+                outln!(
                     "{}: {} signature(s)",
                     file.display(),
                     env.signatures().len()

@@ -48,9 +48,9 @@ pub fn run(ctx: &Ctx, cmd: KeyCmd) -> Result<()> {
                     "encrypted": !unencrypted,
                 }))
             } else {
-                println!("private key: {}", out.display());
-                println!("public key:  {}", pub_path.display());
-                println!("key id:      {}", public.key_id());
+                outln!("private key: {}", out.display());
+                outln!("public key:  {}", pub_path.display());
+                outln!("key id:      {}", public.key_id());
                 Ok(())
             }
         }
@@ -63,8 +63,8 @@ pub fn run(ctx: &Ctx, cmd: KeyCmd) -> Result<()> {
                     "public_key_pem": public.to_pem(),
                 }))
             } else {
-                print!("{}", public.to_pem());
-                println!("key id: {}", public.key_id());
+                out!("{}", public.to_pem());
+                outln!("key id: {}", public.key_id());
                 Ok(())
             }
         }

@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
                     &json!({"status": out, "license_id": status.license_id, "state": status.state, "valid_until": status.valid_until.to_string()}),
                 )
             } else {
-                println!(
+                outln!(
                     "{}: license {} is {:?} until {}",
                     out.display(),
                     status.license_id,
@@ -184,7 +184,7 @@ fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
             &json!({"license": a.out, "license_id": license.license_id, "serial": license.serial, "expires_at": license.expires_at.to_string()}),
         )
     } else {
-        println!(
+        outln!(
             "{}: license {} (serial {}) for {} / {}, expires {}",
             a.out.display(),
             license.license_id,

@@ -121,7 +121,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<()> {
             "signatures": 0,
         }))
     } else {
-        println!(
+        outln!(
             "{} {}: {} files, {} bytes packed into {} ({} bytes, sha256 {})",
             m.product,
             m.version,
@@ -131,7 +131,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<()> {
             m.artifact.size,
             m.artifact.sha256
         );
-        println!(
+        outln!(
             "unsigned manifest: {} (sign it with `charter manifest sign --key KEY {}`)",
             created.manifest_path.display(),
             created.manifest_path.display()
@@ -178,7 +178,7 @@ fn sign(ctx: &Ctx, key: &Path, file: &Path) -> Result<()> {
             "signatures": env.signatures().len(),
         }))
     } else {
-        println!(
+        outln!(
             "{}: signed by {} ({} signature(s))",
             file.display(),
             signer.public().key_id(),
@@ -229,7 +229,7 @@ fn verify(ctx: &Ctx, root: &Path, artifact: Option<&Path>, file: &Path) -> Resul
             "envelope_sha256": vm.envelope_sha256().to_string(),
         }))
     } else {
-        println!(
+        outln!(
             "Verified OK: {} {} signed by {} release key(s){}",
             m.product,
             m.version,

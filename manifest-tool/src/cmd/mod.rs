@@ -43,9 +43,12 @@ pub fn run(cli: Cli) -> Result<()> {
             if ctx.json {
                 crate::util::print_json(&serde_json::json!({ "build": b }))
             } else {
-                println!(
+                outln!(
                     "charter {} ({} {}, {})",
-                    b.version, b.commit, b.build_date, b.target
+                    b.version,
+                    b.commit,
+                    b.build_date,
+                    b.target
                 );
                 Ok(())
             }

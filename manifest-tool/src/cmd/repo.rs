@@ -223,7 +223,7 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                 print_json(&serde_json::to_value(&r)?)?;
             } else {
                 for f in &r.findings {
-                    println!(
+                    outln!(
                         "{} {}: {}",
                         if f.ok { "ok    " } else { "FAILED" },
                         f.path,
@@ -247,7 +247,7 @@ fn report(ctx: &Ctx, dir: &Path, what: &str) -> Result<()> {
     if ctx.json {
         print_json(&json!({"repository": dir, "result": what}))
     } else {
-        println!("{}: {what}", dir.display());
+        outln!("{}: {what}", dir.display());
         Ok(())
     }
 }

@@ -144,13 +144,15 @@ fn verify(ctx: &Ctx, trusted: Option<&Path>, files: &[PathBuf]) -> Result<()> {
             "roles": roles_json(doc),
         }))
     } else {
-        println!(
+        outln!(
             "Verified OK: root version {} (expires {}), {} rotation(s) checked",
-            doc.version, doc.expires, rotations
+            doc.version,
+            doc.expires,
+            rotations
         );
         for role in Role::ALL {
             let e = doc.roles.get(role);
-            println!("  {role:<8} {} of {} key(s)", e.threshold, e.keyids.len());
+            outln!("  {role:<8} {} of {} key(s)", e.threshold, e.keyids.len());
         }
         Ok(())
     }
@@ -212,7 +214,7 @@ fn report(ctx: &Ctx, path: &Path, doc: &RootDocument, env: &Envelope) -> Result<
             "roles": roles_json(doc),
         }))
     } else {
-        println!(
+        outln!(
             "{}: root version {}, expires {}, {} signature(s) (root threshold {})",
             path.display(),
             doc.version,

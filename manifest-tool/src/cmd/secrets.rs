@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<()> {
         SecretsCmd::GenerateKey { out, print } => {
             let key = MasterKey::generate()?;
             if print {
-                print!("{}", key.to_text().as_str());
+                out!("{}", key.to_text().as_str());
                 return Ok(());
             }
             let out = out.unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"key_id": key.id_hex(), "file": out}))?;
             } else {
-                println!(
+                outln!(
                     "master key {} written to {} (mode 0600)",
                     key.id_hex(),
                     out.display()
@@ -119,9 +119,9 @@ pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<()> {
             if ctx.json {
                 print_json(&json!({"file": out, "encrypted": done, "key_id": key.id_hex()}))?;
             } else if done.is_empty() {
-                println!("{}: no plain secret field", c.path.display());
+                outln!("{}: no plain secret field", c.path.display());
             } else {
-                println!(
+                outln!(
                     "{}: encrypted {} under master key {}",
                     out.display(),
                     done.join(", "),
@@ -163,7 +163,7 @@ pub fn run(ctx: &Ctx, cmd: SecretsCmd) -> Result<()> {
                 print_json(&json!({"fields": report}))?;
             } else {
                 for r in &report {
-                    println!(
+                    outln!(
                         "{:<13} {} {} ({})",
                         r["state"].as_str().unwrap_or(""),
                         r["file"].as_str().unwrap_or(""),
@@ -288,9 +288,9 @@ fn rotate(ctx: &Ctx, new_key: &Path, paths: &[PathBuf]) -> Result<()> {
                 .filter_map(|v| v.as_str())
                 .collect();
             if rotated.is_empty() {
-                println!("unchanged {}", s["file"].as_str().unwrap_or(""));
+                outln!("unchanged {}", s["file"].as_str().unwrap_or(""));
             } else {
-                println!(
+                outln!(
                     "rotated   {}: {} (backup {})",
                     s["file"].as_str().unwrap_or(""),
                     rotated.join(", "),
@@ -299,13 +299,13 @@ fn rotate(ctx: &Ctx, new_key: &Path, paths: &[PathBuf]) -> Result<()> {
             }
         }
         for f in &failed {
-            println!(
+            outln!(
                 "FAILED    {}: {} (left untouched)",
                 f["file"].as_str().unwrap_or(""),
                 f["error"].as_str().unwrap_or("")
             );
         }
-        println!(
+        outln!(
             "master key {} -> {}: {} file(s) rotated or current, {} failed; \
              now make {} the master key",
             old.id_hex(),

@@ -581,3 +581,36 @@ fn backups_and_sboms_are_pruned_with_their_releases() {
     h.update(&["sbom", "--version", "1.0.0"])
         .fails_with("has no SBOM");
 }
+
+/// Output into a pipe whose reader is gone (`... | head` that has exited)
+/// ends the command quietly with status 0, never a panic.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::process::{Command, Stdio};
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    let closed = |bin: &str, args: &[&str]| {
+        let mut child = Command::new(charter_tests::bin(bin))
+            .args(args)
+            .current_dir(h.path())
+            .env("CHARTER_CONFIG", &h.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{bin} {args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{bin} {args:?}: {stderr}");
+    };
+    closed("charter-update", &["status"]);
+    closed("charter-update", &["history"]);
+    closed("charter-update", &["version"]);
+    closed("charter-update", &["backups"]);
+    closed("charter", &["version"]);
+    closed("charter-agent", &["version"]);
+    closed("charter", &["key", "public", "rel1.key.pub"]);
+}
