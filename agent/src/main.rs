@@ -235,6 +235,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for w in v["warnings"].as_array().into_iter().flatten() {
                     outln!("warning:   {}", w.as_str().unwrap_or(""));
                 }
+                for w in v["config_warnings"].as_array().into_iter().flatten() {
+                    outln!("config:    {}", w.as_str().unwrap_or(""));
+                }
                 if let Some(id) = v["license_id"].as_str() {
                     outln!("license:   {id} ({})", v["customer"].as_str().unwrap_or(""));
                     outln!("expires:   {}", v["expires_at"].as_str().unwrap_or(""));

@@ -684,6 +684,11 @@ fn status_token_plain_then_encrypted_never_shown() {
             .contains("status.token is in plain text"),
         "{st}"
     );
+    let text = a.cli(&["status"]).ok().stdout;
+    assert!(
+        text.contains("config:    status.token is in plain text"),
+        "{text}"
+    );
     let cfg = a.cfg.clone();
     drop(a);
     let key = h.path().join("master.key");
