@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
-use crate::policy::SignaturesConfig;
+use crate::plain::PlainConfig;
+use crate::policy::{Require, SignaturesConfig};
 use crate::{Error, Result};
 use charter_keys::confsecret::{MasterKey, SecretValue};
 
@@ -49,6 +50,10 @@ pub struct Config {
     /// Which signatures a release needs (ed25519, cosign, both, either).
     #[serde(default)]
     pub signatures: SignaturesConfig,
+    /// Plain artifacts (tarball, checksum file, cosign bundle) instead of
+    /// charter manifests and channel pointers (docs/SPEC.md §13.5).
+    #[serde(default)]
+    pub plain: Option<PlainConfig>,
 }
 
 /// Where the license agent's configuration is.
@@ -106,8 +111,10 @@ pub struct Paths {
     pub install_root: PathBuf,
     /// Ratchet, journal, history, installed manifests, lock.
     pub state_dir: PathBuf,
-    /// The trust root shipped with the package (version 1 or later).
-    pub trust_root: PathBuf,
+    /// The trust root shipped with the package (version 1 or later);
+    /// required unless releases are plain artifacts (`[plain]`).
+    #[serde(default)]
+    pub trust_root: Option<PathBuf>,
 }
 
 /// The product's service.
@@ -287,11 +294,17 @@ impl Config {
                 "repository.username and repository.password go together".into(),
             ));
         }
+        if cfg.paths.trust_root.is_none() && cfg.plain.is_none() {
+            return Err(bad(
+                "paths.trust_root is required (the vendor's root.json)".into()
+            ));
+        }
         for (name, p) in [
-            ("paths.install_root", &cfg.paths.install_root),
-            ("paths.state_dir", &cfg.paths.state_dir),
-            ("paths.trust_root", &cfg.paths.trust_root),
+            ("paths.install_root", Some(&cfg.paths.install_root)),
+            ("paths.state_dir", Some(&cfg.paths.state_dir)),
+            ("paths.trust_root", cfg.paths.trust_root.as_ref()),
         ] {
+            let Some(p) = p else { continue };
             if !p.is_absolute() {
                 return Err(bad(format!(
                     "{name} `{}` must be an absolute path",
@@ -319,6 +332,16 @@ impl Config {
             h.validate().map_err(|e| bad(format!("health: {e}")))?;
         }
         cfg.signatures.validate().map_err(bad)?;
+        if let Some(p) = &cfg.plain {
+            p.validate().map_err(bad)?;
+            if cfg.signatures.require != Require::Cosign {
+                return Err(bad(
+                    "[plain] artifacts carry no release-key signature: set \
+                     signatures.require = \"cosign\" and a [signatures.cosign] table"
+                        .into(),
+                ));
+            }
+        }
         if let Some(su) = &cfg.self_update {
             crate::path::ArchivePath::new(&su.binary, 4096)
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;

@@ -256,6 +256,14 @@ pub enum Error {
         /// Exit status or timeout, and the last lines of output.
         reason: String,
     },
+    /// A plain artifact (docs/SPEC.md §13.5) that cannot be installed.
+    #[error("plain artifact: {what} {reason}")]
+    PlainArtifact {
+        /// The file or entry.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A config file that does not parse or is not valid.
     #[error("config {}: {reason}", path.display())]
     Config {

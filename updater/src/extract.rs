@@ -84,6 +84,45 @@ impl std::fmt::Display for BoundExceeded {
 }
 impl std::error::Error for BoundExceeded {}
 
+/// Caps a decompressed stream at `max` bytes; reading past it fails with
+/// an error [`bound_exceeded`] recognizes.
+pub fn bounded<R: Read>(inner: R, max: u64) -> impl Read {
+    Bounded {
+        inner,
+        left: max,
+        max,
+    }
+}
+
+/// The cap, when `e` is the error of a [`bounded`] reader.
+pub fn bound_exceeded(e: &io::Error) -> Option<u64> {
+    e.get_ref()?.downcast_ref::<BoundExceeded>().map(|b| b.0)
+}
+
+/// How a refused tar entry type is named in messages.
+pub fn forbidden_kind(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "FIFO",
+        tar::EntryType::GNUSparse => "sparse file",
+        _ => "entry of an unsupported type",
+    }
+}
+
+/// How the archive's paths map to the manifest's. Charter artifacts map
+/// one to one ([`Layout::default`]); plain artifacts (docs/SPEC.md §13.5)
+/// may prefix paths with `./` or a top directory, leave directories
+/// implied, and carry pax global headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Plain-artifact rules on.
+    pub plain: bool,
+    /// Leading components dropped (plain only).
+    pub strip_components: usize,
+}
+
 /// The largest tar stream a manifest can justify: headers, long-name
 /// records, content rounded to blocks, end-of-archive and record padding.
 pub fn tar_bound(manifest: &Manifest) -> u64 {
@@ -125,6 +164,20 @@ pub fn extract(
     staging: &Path,
     limits: &Limits,
 ) -> Result<Staged> {
+    extract_with(artifact, manifest, staging, limits, Layout::default())
+}
+
+/// [`extract`] with the archive's paths mapped by `layout`. With plain
+/// rules, a directory the manifest lists but the archive only implies is
+/// created (with the manifest's mode) when the first entry inside it
+/// arrives, and may still arrive later itself.
+pub fn extract_with(
+    artifact: &mut (dyn Read + Send),
+    manifest: &Manifest,
+    staging: &Path,
+    limits: &Limits,
+    layout: Layout,
+) -> Result<Staged> {
     let expected: BTreeMap<&str, &Entry> = manifest.entries_by_path();
     DirBuilder::new()
         .mode(0o700)
@@ -146,7 +199,7 @@ pub fn extract(
             chunk: Vec::new(),
             pos: 0,
         };
-        let unpacked = unpack(&mut reader, &expected, staging, limits).and_then(|st| {
+        let unpacked = unpack(&mut reader, &expected, staging, limits, layout).and_then(|st| {
             // Whatever follows the end-of-archive blocks is read too, so the
             // compressed frame is complete (and its checksum checked).
             io::copy(&mut reader, &mut io::sink()).map_err(|e| stream_error(staging, e))?;
@@ -298,8 +351,11 @@ fn unpack(
     expected: &BTreeMap<&str, &Entry>,
     staging: &Path,
     limits: &Limits,
+    layout: Layout,
 ) -> Result<Staged> {
     let mut archive = tar::Archive::new(stream);
+    // Directories created because an entry inside them came first.
+    let mut implied: BTreeSet<String> = BTreeSet::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut dirs: Vec<(String, u32)> = Vec::new();
     let mut dir_set: BTreeSet<String> = BTreeSet::new();
@@ -323,24 +379,29 @@ fn unpack(
                 reason: "not valid UTF-8",
             });
         }
-        let path = ArchivePath::new(trimmed, limits.max_path_bytes)?;
-        // 3. Only files, directories and symlinks.
-        let forbidden = match kind {
-            tar::EntryType::Link => Some("hard link"),
-            tar::EntryType::Char => Some("character device"),
-            tar::EntryType::Block => Some("block device"),
-            tar::EntryType::Fifo => Some("FIFO"),
-            tar::EntryType::GNUSparse => Some("sparse file"),
-            tar::EntryType::Regular
-            | tar::EntryType::Continuous
-            | tar::EntryType::Directory
-            | tar::EntryType::Symlink => None,
-            _ => Some("entry of an unsupported type"),
+        if layout.plain && kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        let path = if layout.plain {
+            match crate::plain::normalize(&text, kind.is_dir(), layout.strip_components, limits)? {
+                Some(p) => p,
+                None => continue,
+            }
+        } else {
+            ArchivePath::new(trimmed, limits.max_path_bytes)?
         };
-        if let Some(what) = forbidden {
+        // 3. Only files, directories and symlinks.
+        let allowed = matches!(
+            kind,
+            tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::Directory
+                | tar::EntryType::Symlink
+        );
+        if !allowed {
             return Err(Error::ForbiddenEntry {
                 path: path.to_string(),
-                kind: what,
+                kind: forbidden_kind(kind),
             });
         }
         // 2. Listed, once.
@@ -349,20 +410,35 @@ fn unpack(
                 path: path.to_string(),
             });
         };
-        if !seen.insert(path.as_str().to_owned()) {
+        // A directory created earlier because the archive implied it.
+        let late_dir = kind == tar::EntryType::Directory && implied.remove(path.as_str());
+        if !late_dir && !seen.insert(path.as_str().to_owned()) {
             return Err(Error::EntryMismatch {
                 path: path.to_string(),
                 reason: "appears twice in the archive".into(),
             });
         }
-        // 6. Parent first.
+        // 6. Parent first (plain archives: created now when implied).
         if let Some(parent) = path.parent()
             && !dir_set.contains(parent)
         {
-            return Err(Error::EntryMismatch {
-                path: path.to_string(),
-                reason: format!("comes before its directory `{parent}`"),
-            });
+            if !layout.plain {
+                return Err(Error::EntryMismatch {
+                    path: path.to_string(),
+                    reason: format!("comes before its directory `{parent}`"),
+                });
+            }
+            implied_dirs(
+                parent,
+                expected,
+                staging,
+                &mut ImpliedState {
+                    seen: &mut seen,
+                    dirs: &mut dirs,
+                    dir_set: &mut dir_set,
+                    implied: &mut implied,
+                },
+            )?;
         }
         let mode = entry
             .header()
@@ -379,12 +455,14 @@ fn unpack(
                 if mode != *m {
                     return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
                 }
-                DirBuilder::new()
-                    .mode(0o700)
-                    .create(&dest)
-                    .map_err(|e| Error::io("create", &dest, e))?;
-                dirs.push((path.as_str().to_owned(), *m));
-                dir_set.insert(path.as_str().to_owned());
+                if !late_dir {
+                    DirBuilder::new()
+                        .mode(0o700)
+                        .create(&dest)
+                        .map_err(|e| Error::io("create", &dest, e))?;
+                    dirs.push((path.as_str().to_owned(), *m));
+                    dir_set.insert(path.as_str().to_owned());
+                }
             }
             (
                 tar::EntryType::Regular | tar::EntryType::Continuous,
@@ -485,4 +563,43 @@ fn unpack(
     std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| Error::io("chmod", staging, e))?;
     Ok(staged)
+}
+
+/// The bookkeeping of [`unpack`] that implied directories update.
+struct ImpliedState<'a> {
+    seen: &'a mut BTreeSet<String>,
+    dirs: &'a mut Vec<(String, u32)>,
+    dir_set: &'a mut BTreeSet<String>,
+    implied: &'a mut BTreeSet<String>,
+}
+
+/// Creates `dir` and its missing ancestors, each of which the manifest
+/// must list as a directory (plain archives only).
+fn implied_dirs(
+    dir: &str,
+    expected: &BTreeMap<&str, &Entry>,
+    staging: &Path,
+    st: &mut ImpliedState<'_>,
+) -> Result<()> {
+    let mut chain = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !st.dir_set.contains(*d)) {
+        chain.push(d);
+        cur = d.rsplit_once('/').map(|(p, _)| p);
+    }
+    for d in chain.into_iter().rev() {
+        let Some(Entry::Dir { mode, .. }) = expected.get(d) else {
+            return Err(Error::MissingEntry { path: d.to_owned() });
+        };
+        let dest = staging.join(d);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dest)
+            .map_err(|e| Error::io("create", &dest, e))?;
+        st.seen.insert(d.to_owned());
+        st.dirs.push((d.to_owned(), *mode));
+        st.dir_set.insert(d.to_owned());
+        st.implied.insert(d.to_owned());
+    }
+    Ok(())
 }

@@ -300,6 +300,122 @@ impl Fetcher {
         Ok(Fetched::Body(bytes, validator))
     }
 
+    /// Downloads a file whose size nobody signed (a plain artifact,
+    /// docs/SPEC.md §13.5) into `dest` (created, 0600), refusing more than
+    /// `max` bytes; returns its SHA-256 and size. Transient failures start
+    /// the download over, as often as `repository.retries` allows.
+    pub fn download(
+        &self,
+        rel: &str,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> Result<(crate::manifest::Sha256Digest, u64)> {
+        let url = self.url_of(rel);
+        let mut attempt = 0;
+        loop {
+            let r = self.download_once(&url, rel, max, dest);
+            match r {
+                Err(e) if e.is_transient() && attempt < self.retries => {
+                    std::thread::sleep(self.delay(attempt));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn download_once(
+        &self,
+        url: &str,
+        rel: &str,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> Result<(crate::manifest::Sha256Digest, u64)> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut body: Box<dyn Read> = match &self.base {
+            Base::File(root) => {
+                let path = root.join(rel);
+                let file = std::fs::File::open(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Error::NotFound { url: url.into() }
+                    } else {
+                        Error::io("read", &path, e)
+                    }
+                })?;
+                Box::new(file)
+            }
+            Base::Http { agent, .. } => {
+                let mut req = agent.get(url);
+                if let Some(a) = self.auth() {
+                    req = req.header("Authorization", a);
+                }
+                let resp = req.call().map_err(|e| http_error(url, e))?;
+                match resp.status().as_u16() {
+                    200 => {}
+                    404 | 410 => return Err(Error::NotFound { url: url.into() }),
+                    status => {
+                        return Err(Error::HttpStatus {
+                            url: url.into(),
+                            status,
+                        });
+                    }
+                }
+                if let Some(len) = resp
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    && len > max
+                {
+                    return Err(Error::TooLarge {
+                        url: url.into(),
+                        max,
+                        found: Some(len),
+                    });
+                }
+                Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader())
+            }
+        };
+        let _ = std::fs::remove_file(dest);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|e| Error::io("create", dest, e))?;
+        let mut h = sha2::Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Http {
+                        url: url.into(),
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            total += n as u64;
+            if total > max {
+                return Err(Error::TooLarge {
+                    url: url.into(),
+                    max,
+                    found: None,
+                });
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", dest, e))?;
+        }
+        out.sync_all().map_err(|e| Error::io("sync", dest, e))?;
+        Ok((crate::manifest::Sha256Digest(h.finalize().into()), total))
+    }
+
     /// GETs a small document, answering `None` when it does not exist
     /// (the next root in a rotation chain).
     pub fn get_optional(&self, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {

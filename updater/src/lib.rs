@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod manifest;
 pub mod pack;
 pub mod path;
+pub mod plain;
 pub mod policy;
 pub mod repo;
 pub mod run;

@@ -338,6 +338,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some(t) = s.state.last_check {
                     outln!("checked:  {t}");
                 }
+                outln!("releases: {}", s.releases_from);
+                outln!("requires: {}", s.signature_policy);
                 if let Some(h) = &s.recovered {
                     outln!("recovered: {} {}", h.op, h.result);
                 }

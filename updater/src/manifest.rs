@@ -519,7 +519,7 @@ fn check_mode(path: &ArchivePath, mode: u32) -> Result<()> {
 }
 
 /// What a verified cosign bundle established about a manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CosignProof {
     /// The certificate identity (keyless).
     pub identity: Option<String>,

@@ -101,52 +101,71 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         }
     };
     // 5. The shipped trust root and the one in force (kept after
-    //    rotations), offline.
+    //    rotations), offline. Plain artifacts have none.
     let limits = charter_keys::Limits::default();
-    let shipped = charter_keys::fsutil::read_capped(
-        &cfg.paths.trust_root,
-        limits.max_envelope_bytes,
-        "a trust root",
-    )
-    .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
-    .map_err(|e| format!("{}: {e}", cfg.paths.trust_root.display()));
-    let root = shipped.and_then(|s| {
-        updater
-            .trust_root_in_force()
-            .map(|root| {
-                format!(
-                    "version {} in force, expires {} (shipped: version {})",
-                    root.version(),
-                    root.expires(),
-                    s.version()
-                )
-            })
-            .map_err(|e| e.to_string())
-    });
+    let root = match &cfg.paths.trust_root {
+        None => Ok("none: releases are plain artifacts ([plain])".to_owned()),
+        Some(tr) => {
+            charter_keys::fsutil::read_capped(tr, limits.max_envelope_bytes, "a trust root")
+                .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
+                .map_err(|e| format!("{}: {e}", tr.display()))
+                .and_then(|s| {
+                    updater
+                        .trust_root_in_force()
+                        .map(|root| {
+                            format!(
+                                "version {} in force, expires {} (shipped: version {})",
+                                root.version(),
+                                root.expires(),
+                                s.version()
+                            )
+                        })
+                        .map_err(|e| e.to_string())
+                })
+        }
+    };
     if !r.push("trust root", root) {
         return r;
     }
     // 6. The repository: rotation walk, channel pointer, manifest and its
-    //    signatures as the policy says.
-    let repo = updater.candidate(&Target::Channel).map(|(c, _, root)| {
-        let m = c.manifest.manifest();
-        let who = match c.manifest.cosign() {
-            Some(p) => format!(
-                "; cosign: {}",
-                p.identity.as_deref().unwrap_or("managed key")
-            ),
-            None => String::new(),
-        };
-        format!(
-            "channel {} offers {} {} (root version {}, {} release key signature(s){who})",
-            cfg.channel,
-            m.product,
-            m.version,
-            root.version(),
-            c.manifest.signers().len()
+    //    signatures as the policy says; for plain artifacts the `latest`
+    //    file, the checksum file and its bundle.
+    let plain_without_latest = cfg.plain.as_ref().is_some_and(|p| p.latest.is_none());
+    let repo = if plain_without_latest {
+        Ok(
+            "plain artifacts with no `latest` file: checked when a version is named \
+            (`check --version V`)"
+                .to_owned(),
         )
-    });
-    r.push("repository", repo.map_err(|e| e.to_string()));
+    } else {
+        updater
+            .candidate(&Target::Channel)
+            .map(|(c, _, root)| {
+                let who = match c.cosign() {
+                    Some(p) => format!(
+                        "; cosign: {}",
+                        p.identity.as_deref().unwrap_or("managed key")
+                    ),
+                    None => String::new(),
+                };
+                match (&c.release, root) {
+                    (crate::txn::Release::Plain(p), _) => format!(
+                        "`latest` names {} {} ({} signed by the bundle{who})",
+                        cfg.product, p.version, p.located.checksums
+                    ),
+                    (_, root) => format!(
+                        "channel {} offers {} {} (root version {}, {} release key signature(s){who})",
+                        cfg.channel,
+                        cfg.product,
+                        c.version(),
+                        root.map_or(0, |r| r.version()),
+                        c.release_keys().len()
+                    ),
+                }
+            })
+            .map_err(|e| e.to_string())
+    };
+    r.push("repository", repo);
     // 7. The license, when updates are gated on it.
     if let Some(lc) = &cfg.license {
         let lic = charter_agent::config::Config::load(&lc.agent_config)
@@ -184,19 +203,17 @@ pub fn inventory(cfg: Option<&Config>) -> serde_json::Value {
     let limits = charter_keys::Limits::default();
     let kept = cfg.paths.state_dir.join("root.json");
     let root_path = if kept.exists() {
-        kept
+        Some(kept)
     } else {
         cfg.paths.trust_root.clone()
     };
-    v["trust_root"] = match charter_keys::fsutil::read_capped(
-        &root_path,
-        limits.max_envelope_bytes,
-        "a trust root",
-    )
-    .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
-    {
-        Ok(r) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
-        Err(e) => serde_json::json!({"error": e.to_string()}),
+    v["trust_root"] = match root_path.map(|p| {
+        charter_keys::fsutil::read_capped(&p, limits.max_envelope_bytes, "a trust root")
+            .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
+    }) {
+        None => serde_json::Value::Null,
+        Some(Ok(r)) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
+        Some(Err(e)) => serde_json::json!({"error": e.to_string()}),
     };
     let state: Option<crate::state::HostState> =
         std::fs::read(cfg.paths.state_dir.join("state.json"))

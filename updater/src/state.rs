@@ -284,7 +284,47 @@ impl StateDir {
     /// Stores the signed manifest of a release being installed.
     pub fn save_manifest(&self, v: &Version, envelope: &[u8]) -> Result<()> {
         charter_keys::fsutil::write_atomic(&self.manifest_path(v), envelope, 0o644)?;
+        let _ = std::fs::remove_file(self.plain_record_path(v));
         Ok(())
+    }
+
+    /// Path of the record of an installed plain release.
+    pub fn plain_record_path(&self, v: &Version) -> PathBuf {
+        self.dir
+            .join("manifests")
+            .join(format!("{v}{}", crate::plain::RECORD_SUFFIX))
+    }
+
+    /// Stores the record of a plain release being installed.
+    pub fn save_plain_record(&self, v: &Version, r: &crate::plain::Record) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(r).map_err(|e| crate::Error::InvalidInput {
+            what: "plain release record",
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        charter_keys::fsutil::write_atomic(&self.plain_record_path(v), &bytes, 0o644)?;
+        let _ = std::fs::remove_file(self.manifest_path(v));
+        Ok(())
+    }
+
+    /// The record of an installed plain release, if it is one.
+    pub fn plain_record(&self, v: &Version) -> Result<Option<crate::plain::Record>> {
+        let p = self.plain_record_path(v);
+        if !p.exists() {
+            return Ok(None);
+        }
+        // The file list of a large tree: as large as a manifest may be.
+        let bytes = charter_keys::fsutil::read_capped(
+            &p,
+            charter_keys::Limits::default().max_envelope_bytes,
+            "a plain release record",
+        )?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| crate::Error::StateCorrupt {
+                path: p,
+                reason: e.to_string(),
+            })
     }
 
     /// Where a release's SBOM is kept.

@@ -31,15 +31,63 @@ pub enum Target {
     Version(Version),
 }
 
+/// What a candidate is and what vouched for it.
+#[derive(Debug, Clone)]
+pub enum Release {
+    /// A charter manifest, verified under the signature policy.
+    Signed {
+        /// The verified manifest.
+        manifest: VerifiedManifest,
+        /// Its envelope bytes.
+        envelope: Vec<u8>,
+    },
+    /// A plain artifact whose checksum file the cosign bundle verified
+    /// (docs/SPEC.md §13.5); its file list is read from the tarball once
+    /// it is downloaded.
+    Plain(Box<crate::plain::Checked>),
+}
+
 /// A verified candidate release.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    /// The verified manifest.
-    pub manifest: VerifiedManifest,
-    /// Its envelope bytes.
-    pub envelope: Vec<u8>,
+    /// What it is.
+    pub release: Release,
     /// The channel pointer that named it, when it came through one.
     pub pointer: Option<ChannelPointer>,
+}
+
+impl Candidate {
+    /// Its version.
+    pub fn version(&self) -> &Version {
+        match &self.release {
+            Release::Signed { manifest, .. } => &manifest.manifest().version,
+            Release::Plain(c) => &c.version,
+        }
+    }
+
+    /// The release keys whose signatures counted.
+    pub fn release_keys(&self) -> Vec<String> {
+        match &self.release {
+            Release::Signed { manifest, .. } => {
+                manifest.signers().iter().map(|k| k.to_string()).collect()
+            }
+            Release::Plain(_) => Vec::new(),
+        }
+    }
+
+    /// What the cosign bundle proved, when one was checked.
+    pub fn cosign(&self) -> Option<&CosignProof> {
+        match &self.release {
+            Release::Signed { manifest, .. } => manifest.cosign(),
+            Release::Plain(c) => Some(&c.proof),
+        }
+    }
+}
+
+/// What the host keeps of an installed release's verification.
+enum Stored {
+    Envelope(Vec<u8>),
+    Plain(Box<crate::plain::Record>),
 }
 
 /// The answer of `check`.
@@ -55,8 +103,8 @@ pub struct CheckReport {
     pub reason: String,
     /// Whether the channel pointer was unchanged since the last check (304).
     pub not_modified: bool,
-    /// Trust root version in force.
-    pub root_version: u64,
+    /// Trust root version in force (none for plain artifacts).
+    pub root_version: Option<u64>,
     /// The release keys whose signatures counted (empty when the
     /// signature policy accepted the cosign bundle alone).
     pub release_keys: Vec<String>,
@@ -124,6 +172,9 @@ pub struct Status {
     pub releases_on_disk: Vec<Version>,
     /// What recovery did at this start, if anything.
     pub recovered: Option<HistoryEntry>,
+    /// Where releases come from: charter manifests through the channel
+    /// pointer, or plain artifacts (`[plain]`).
+    pub releases_from: String,
     /// The signatures a release needs (`[signatures]`).
     pub signature_policy: String,
     /// Secret config fields written in plain text (each one a warning).
@@ -225,7 +276,7 @@ impl Updater {
         let read = |p: &Path| {
             charter_keys::fsutil::read_capped(p, env_limits.max_envelope_bytes, "a trust root")
         };
-        let shipped = VerifiedRoot::from_trusted(&read(&self.cfg.paths.trust_root)?, env_limits)?;
+        let shipped = VerifiedRoot::from_trusted(&read(self.trust_root_path()?)?, env_limits)?;
         let kept_path = self.state.root_path();
         let start = if kept_path.exists() {
             let kept = VerifiedRoot::from_trusted(&read(&kept_path)?, env_limits)?;
@@ -262,12 +313,37 @@ impl Updater {
         Ok(root)
     }
 
+    fn trust_root_path(&self) -> Result<&Path> {
+        self.cfg
+            .paths
+            .trust_root
+            .as_deref()
+            .ok_or(Error::InvalidInput {
+                what: "paths.trust_root",
+                reason: "not set: this host installs plain artifacts, which no charter root signs"
+                    .into(),
+            })
+    }
+
+    /// GETs a small document that must exist.
+    fn fetch_body(&self, rel: &str, max: u64) -> Result<Vec<u8>> {
+        match self.fetcher.get(rel, max, None)? {
+            Fetched::Body(b, _) => Ok(b),
+            Fetched::NotModified => Err(Error::NotFound {
+                url: self.fetcher.url_of(rel),
+            }),
+        }
+    }
+
     // ---- check -------------------------------------------------------
 
     /// Fetches and verifies the target's metadata (docs/SPEC.md §11.2,
     /// steps 1 to 6). Nothing on disk changes except the channel cache and
     /// the kept trust root.
-    pub fn candidate(&self, target: &Target) -> Result<(Candidate, bool, VerifiedRoot)> {
+    pub fn candidate(&self, target: &Target) -> Result<(Candidate, bool, Option<VerifiedRoot>)> {
+        if let Some(p) = &self.cfg.plain {
+            return Ok((self.candidate_plain(p, target)?, false, None));
+        }
         let root = self.trusted_root()?;
         let product = &self.cfg.product;
         let (manifest_rel, pin, pointer, not_modified) = match target {
@@ -292,14 +368,7 @@ impl Updater {
             Some((_, size)) => size,
             None => self.limits.envelope.max_envelope_bytes,
         };
-        let envelope = match self.fetcher.get(&manifest_rel, max, None)? {
-            Fetched::Body(b, _) => b,
-            Fetched::NotModified => {
-                return Err(Error::NotFound {
-                    url: self.fetcher.url_of(&manifest_rel),
-                });
-            }
-        };
+        let envelope = self.fetch_body(&manifest_rel, max)?;
         // 3. The pointer pins the manifest bytes (mix-and-match).
         if let Some((sha, size)) = pin {
             use sha2::Digest as _;
@@ -360,13 +429,146 @@ impl Updater {
         }
         Ok((
             Candidate {
-                manifest,
-                envelope,
+                release: Release::Signed { manifest, envelope },
                 pointer,
             },
             not_modified,
-            root,
+            Some(root),
         ))
+    }
+
+    /// A plain release (docs/SPEC.md §13.5): the version (`--version`, or
+    /// the unsigned `latest` file), its checksum file and the cosign bundle
+    /// over it, verified; the tarball is not downloaded yet.
+    fn candidate_plain(&self, p: &crate::plain::PlainConfig, target: &Target) -> Result<Candidate> {
+        let version = match target {
+            Target::Version(v) => v.clone(),
+            Target::Channel => {
+                let rel = p.latest.as_deref().ok_or_else(|| Error::PlainArtifact {
+                    what: "[plain]".into(),
+                    reason: "names no `latest` file, so there is no newest version to look \
+                             up: pass --version"
+                        .into(),
+                })?;
+                crate::plain::parse_latest(&self.fetch_body(rel, crate::plain::MAX_LATEST_BYTES)?)
+                    .map_err(|e| Error::PlainArtifact {
+                    what: self.fetcher.url_of(rel),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        let located = p.locate(&version);
+        let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
+            Error::SignaturePolicy("plain artifacts need a [signatures.cosign] table".into())
+        })?;
+        let checksums = self.fetch_body(&located.checksums, crate::plain::MAX_CHECKSUMS_BYTES)?;
+        let bundle = match self.fetcher.get(
+            &located.bundle,
+            charter_keys::sigstore::MAX_BUNDLE_BYTES,
+            None,
+        ) {
+            Ok(Fetched::Body(b, _)) => b,
+            Ok(Fetched::NotModified) | Err(Error::NotFound { .. }) => {
+                return Err(Error::SignaturePolicy(format!(
+                    "a {} is required and {} has none at {}",
+                    cosign.describe(),
+                    version,
+                    self.fetcher.url_of(&located.bundle)
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let checked = crate::plain::Checked::verify(version, located, &checksums, &bundle, cosign)?;
+        Ok(Candidate {
+            release: Release::Plain(Box::new(checked)),
+            pointer: None,
+        })
+    }
+
+    /// Where a plain artifact is downloaded before it is scanned and
+    /// staged: beside the staging directory.
+    fn download_path(&self, v: &Version) -> PathBuf {
+        self.cfg
+            .paths
+            .install_root
+            .join(".staging")
+            .join(format!("{v}.download"))
+    }
+
+    /// The manifest to install and what to keep of its verification. A
+    /// plain artifact is downloaded (capped), checked against the signed
+    /// checksum, and its tree read into a manifest here.
+    fn materialize(&self, c: &Candidate) -> Result<(Manifest, Stored)> {
+        let checked = match &c.release {
+            Release::Signed { manifest, envelope } => {
+                return Ok((
+                    manifest.manifest().clone(),
+                    Stored::Envelope(envelope.clone()),
+                ));
+            }
+            Release::Plain(checked) => checked,
+        };
+        let p = self
+            .cfg
+            .plain
+            .as_ref()
+            .ok_or_else(|| Error::PlainArtifact {
+                what: "[plain]".into(),
+                reason: "is not configured".into(),
+            })?;
+        let dl = self.download_path(&checked.version);
+        let dir = self.cfg.paths.install_root.join(".staging");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        (self.notes)(&format!(
+            "downloading {} (at most {} bytes)",
+            checked.located.file_name, p.max_size
+        ));
+        let result = (|| {
+            let (digest, size) =
+                self.fetcher
+                    .download(&checked.located.artifact, p.max_size, &dl)?;
+            if digest != checked.sha256 {
+                return Err(Error::DigestMismatch {
+                    what: format!(
+                        "{} (signed checksum in {})",
+                        checked.located.file_name, checked.located.checksums
+                    ),
+                    expected: checked.sha256.to_string(),
+                    found: digest.to_string(),
+                });
+            }
+            let format = p.format()?;
+            let mut f = std::fs::File::open(&dl).map_err(|e| Error::io("read", &dl, e))?;
+            let files = crate::plain::scan(
+                &mut f,
+                format,
+                usize::from(p.strip_components),
+                &compile_globs(&p.config)?,
+                p.max_unpacked_size,
+                &self.limits,
+            )?;
+            let m = crate::plain::synthesize(
+                &self.cfg.product,
+                checked,
+                format,
+                size,
+                &p.config,
+                files,
+                &self.limits,
+            )?;
+            let record = crate::plain::Record {
+                located: checked.located.clone(),
+                checksums: checked.checksums.clone(),
+                bundle: checked.bundle.clone(),
+                proof: checked.proof.clone(),
+                manifest: m.clone(),
+            };
+            Ok((m, Stored::Plain(Box::new(record))))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&dl);
+        }
+        result
     }
 
     /// The channel pointer, conditionally fetched, always re-verified.
@@ -426,7 +628,7 @@ impl Updater {
         st: &HostState,
         opts: &ApplyOptions,
     ) -> Result<Option<String>> {
-        let v = &c.manifest.manifest().version;
+        let v = c.version();
         if st.current.as_ref() == Some(v) {
             return Ok(Some(format!("{v} is already installed")));
         }
@@ -443,18 +645,35 @@ impl Updater {
         if st.bad.contains(v) && !opts.retry_bad {
             return Err(Error::BadVersion { version: v.clone() });
         }
-        self.entitlement(c.manifest.manifest())?;
+        match &c.release {
+            Release::Signed { manifest, .. } => {
+                let m = manifest.manifest();
+                self.entitlement(&m.version, m.released_at, m.security_fix)?;
+            }
+            // The transparency log's time is when it was signed; without
+            // one, now (the strictest reading of updates-until).
+            Release::Plain(p) => self.entitlement(
+                &p.version,
+                p.released_at().unwrap_or_else(|| self.clock.now()),
+                false,
+            )?,
+        }
         Ok(None)
     }
 
     /// The license check (docs/SPEC.md §10.6), from the same license and
     /// state files the agent uses, whoever started the update.
-    fn entitlement(&self, m: &Manifest) -> Result<()> {
+    fn entitlement(
+        &self,
+        version: &Version,
+        released_at: Timestamp,
+        security_fix: bool,
+    ) -> Result<()> {
         let Some(lc) = &self.cfg.license else {
             return Ok(());
         };
         let not = |reason: String| Error::NotEntitled {
-            version: m.version.clone(),
+            version: version.clone(),
             reason,
         };
         let acfg = charter_agent::config::Config::load(&lc.agent_config)
@@ -468,8 +687,8 @@ impl Updater {
         charter_agent::eval::entitled(
             agent.evaluation(),
             &license.license,
-            m.released_at,
-            m.security_fix,
+            released_at,
+            security_fix,
         )
         .map_err(not)
     }
@@ -601,7 +820,7 @@ impl Updater {
         let mut st = self.state.state()?;
         st.last_check = Some(self.clock.now());
         self.state.save_state(&st)?;
-        let candidate = c.manifest.manifest().version.clone();
+        let candidate = c.version().clone();
         let (update_available, reason) = match self.admissible(&c, &st, &ApplyOptions::default()) {
             Ok(None) => (true, format!("{candidate} can be installed")),
             Ok(Some(why)) => (false, why),
@@ -613,9 +832,9 @@ impl Updater {
             update_available,
             reason,
             not_modified,
-            root_version: root.version(),
-            release_keys: c.manifest.signers().iter().map(|k| k.to_string()).collect(),
-            cosign: c.manifest.cosign().cloned(),
+            root_version: root.map(|r| r.version()),
+            release_keys: c.release_keys(),
+            cosign: c.cosign().cloned(),
         })
     }
 
@@ -624,16 +843,19 @@ impl Updater {
     /// `apply`: the whole transaction.
     pub fn apply(&self, target: &Target, opts: &ApplyOptions) -> Result<ApplyOutcome> {
         self.recover()?;
+        // No transaction is open: whatever is under .staging is left over
+        // from one that was interrupted before its journal was written.
+        let _ = remove_tree(&self.cfg.paths.install_root.join(".staging"));
         let (c, _, _) = self.candidate(target)?;
         let mut st = self.state.state()?;
         st.last_check = Some(self.clock.now());
         self.state.save_state(&st)?;
         if self.admissible(&c, &st, opts)?.is_some() {
             return Ok(ApplyOutcome::UpToDate {
-                version: c.manifest.manifest().version.clone(),
+                version: c.version().clone(),
             });
         }
-        let m = c.manifest.manifest().clone();
+        let (m, stored) = self.materialize(&c)?;
         let to = m.version.clone();
         let from = st.current.clone();
         self.check_space(&m)?;
@@ -668,7 +890,10 @@ impl Updater {
             self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
             return Err(e);
         }
-        self.state.save_manifest(&to, &c.envelope)?;
+        match &stored {
+            Stored::Envelope(e) => self.state.save_manifest(&to, e)?,
+            Stored::Plain(r) => self.state.save_plain_record(&to, r)?,
+        }
         j.step = Step::Staged;
         self.state.save_journal(&j)?;
         failpoint::hit("apply:after-staged");
@@ -781,21 +1006,37 @@ impl Updater {
             s.matches(&bytes)?;
             self.state.save_sbom(to, &bytes)?;
         }
-        let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
-        let mut stream = self.fetcher.stream(&rel, m.artifact.size)?;
-        crate::extract::extract(&mut stream, m, &partial, &self.limits)?;
+        let (mut stream, layout): (Box<dyn std::io::Read + Send + '_>, _) = match &c.release {
+            Release::Signed { .. } => {
+                let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
+                (
+                    self.fetcher.stream(&rel, m.artifact.size)?,
+                    crate::extract::Layout::default(),
+                )
+            }
+            // Verified and scanned already; extracted from the local copy
+            // (whose digest extraction checks once more).
+            Release::Plain(_) => {
+                let dl = self.download_path(to);
+                let f = std::fs::File::open(&dl).map_err(|e| Error::io("read", &dl, e))?;
+                let strip = self.cfg.plain.as_ref().map_or(0, |p| p.strip_components);
+                (
+                    Box::new(f),
+                    crate::extract::Layout {
+                        plain: true,
+                        strip_components: usize::from(strip),
+                    },
+                )
+            }
+        };
+        crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
+        drop(stream);
+        let _ = std::fs::remove_file(self.download_path(to));
         failpoint::hit("apply:after-extract");
         // Carry config and preserved paths over from the running release.
         if let Some(old) = from {
             let old_dir = self.release_dir(old);
-            let old_manifest = self
-                .state
-                .manifest(old)
-                .ok()
-                .and_then(|b| {
-                    charter_keys::dsse::Envelope::from_slice(&b, &self.limits.envelope).ok()
-                })
-                .and_then(|e| Manifest::from_payload(e.unverified_payload()).ok());
+            let old_manifest = self.stored_manifest(old);
             for note in carry_over(
                 &old_dir,
                 old_manifest.as_ref(),
@@ -811,7 +1052,6 @@ impl Updater {
         remove_tree(&dest)?;
         std::fs::rename(&partial, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
         charter_keys::fsutil::sync_dir(&self.releases_dir())?;
-        let _ = c;
         failpoint::hit("apply:after-stage-rename");
         Ok(())
     }
@@ -830,6 +1070,7 @@ impl Updater {
 
     fn abort_staging(&self, to: &Version) {
         let _ = remove_tree(&self.staging_dir(to));
+        let _ = std::fs::remove_file(self.download_path(to));
         let st = self.state.state().unwrap_or_default();
         if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
             let _ = remove_tree(&self.release_dir(to));
@@ -1107,6 +1348,9 @@ impl Updater {
     }
 
     fn stored_manifest(&self, v: &Version) -> Option<Manifest> {
+        if let Ok(Some(r)) = self.state.plain_record(v) {
+            return Some(r.manifest);
+        }
         let bytes = self.state.manifest(v).ok()?;
         let env = charter_keys::dsse::Envelope::from_slice(&bytes, &self.limits.envelope).ok()?;
         Manifest::from_payload(env.unverified_payload()).ok()
@@ -1200,6 +1444,15 @@ impl Updater {
             pending: self.state.journal()?,
             releases_on_disk,
             recovered,
+            releases_from: match &self.cfg.plain {
+                Some(p) => format!(
+                    "plain artifacts {} (a checksum file and a cosign bundle over it; \
+                     newest version from {})",
+                    p.artifact,
+                    p.latest.as_deref().unwrap_or("--version only")
+                ),
+                None => format!("charter manifests, channel {}", self.cfg.channel),
+            },
             signature_policy: self.signatures.describe(),
             plain_secrets: self
                 .cfg
@@ -1222,8 +1475,35 @@ impl Updater {
         let v = st.current.ok_or(Error::NothingToRollBack {
             reason: "nothing is installed".into(),
         })?;
+        let m = match self.state.plain_record(&v)? {
+            // A plain release: its bundle over the checksum file again,
+            // and the file list that tarball gave.
+            Some(r) => {
+                let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
+                    Error::SignaturePolicy(format!(
+                        "{v} was installed from a plain artifact; its cosign bundle cannot be \
+                         checked without a [signatures.cosign] table"
+                    ))
+                })?;
+                r.verify(cosign, &self.limits)?.clone()
+            }
+            None => self.stored_signed_manifest(&v)?,
+        };
+        let mut preserve = m.preserve.clone();
+        preserve.extend(self.cfg.update.preserve.iter().cloned());
+        crate::verify::verify_tree(
+            &self.release_dir(&v),
+            &m,
+            &compile_globs(&preserve)?,
+            &self.limits,
+        )
+    }
+
+    /// The stored manifest envelope of `v`, its signatures checked again
+    /// against the root in force.
+    fn stored_signed_manifest(&self, v: &Version) -> Result<Manifest> {
         let root = self.trusted_root_offline()?;
-        let bytes = self.state.manifest(&v)?;
+        let bytes = self.state.manifest(v)?;
         // The stored manifest is re-verified (signature only: an expired
         // manifest still describes what was installed).
         let env = charter_keys::dsse::Envelope::from_slice(&bytes, &self.limits.envelope)?;
@@ -1234,14 +1514,7 @@ impl Updater {
         )?;
         let m = Manifest::from_payload(payload.payload)?;
         m.validate(&self.limits)?;
-        let mut preserve = m.preserve.clone();
-        preserve.extend(self.cfg.update.preserve.iter().cloned());
-        crate::verify::verify_tree(
-            &self.release_dir(&v),
-            &m,
-            &compile_globs(&preserve)?,
-            &self.limits,
-        )
+        Ok(m)
     }
 
     /// The trust root in force (kept or shipped), verified, offline.
@@ -1254,7 +1527,7 @@ impl Updater {
         let path = if self.state.root_path().exists() {
             self.state.root_path()
         } else {
-            self.cfg.paths.trust_root.clone()
+            self.trust_root_path()?.to_owned()
         };
         let bytes = charter_keys::fsutil::read_capped(
             &path,
@@ -1285,6 +1558,7 @@ impl Updater {
             }
             remove_tree(&self.release_dir(&v))?;
             let _ = std::fs::remove_file(self.state.manifest_path(&v));
+            let _ = std::fs::remove_file(self.state.plain_record_path(&v));
             crate::backup::remove(self.state.path(), &v);
             let _ = std::fs::remove_file(self.state.sbom_path(&v));
         }

@@ -158,8 +158,27 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
             let text = charter_keys::fsutil::read_capped(sidecar, 1 << 20, "a checksum file")?;
             let v = sigstore::verify(&bundle, Subject::Bytes(&text), &policy, &root)
                 .with_context(|| format!("{} is not verified", sidecar.display()))?;
-            let listed = sidecar_digest(&text, &a.file)
-                .with_context(|| format!("{} names no sha256 for {}", sidecar.display(), a.file))?;
+            // A nameless `<hex>` line matches any file here (the
+            // `FILE.sha256` habit), and a `sha256:` argument has no name.
+            let name = std::path::Path::new(&a.file)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(&a.file);
+            let listed = if a.file.starts_with("sha256:") {
+                // No name to look for: the digest must be listed.
+                charter_updater::plain::checksum_lines(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
+                    .iter()
+                    .map(|(x, _)| x.0)
+                    .find(|x| *x == d)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{} does not list {}", sidecar.display(), a.file)
+                    })?
+            } else {
+                charter_updater::plain::checksum_for(&text, name, true)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
+                    .0
+            };
             if listed != d {
                 bail!(
                     "{} is not verified: its sha256 is {}, and {} lists {}",
@@ -190,42 +209,5 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
             None => outln!("Verified OK"),
         }
         Ok(())
-    }
-}
-
-/// The SHA-256 a checksum sidecar lists for `file`: sha256sum's format
-/// (`<hex>  <name>` or `<hex> *<name>`, one a line), matched on the file's
-/// name; a sidecar with one line and no other name matches any file (the
-/// `FILE.sha256` convention).
-fn sidecar_digest(text: &[u8], file: &str) -> Result<[u8; 32]> {
-    let text = std::str::from_utf8(text).context("not UTF-8")?;
-    let name = std::path::Path::new(file)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(file);
-    let mut entries = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (hex_part, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let listed = rest.trim_start().trim_start_matches('*');
-        let mut d = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut d)
-            .map_err(|_| anyhow::anyhow!("line {}: not a sha256 checksum line", n + 1))?;
-        entries.push((d, listed.to_owned()));
-    }
-    let by_name = entries.iter().filter(|(_, l)| {
-        std::path::Path::new(l).file_name().and_then(|n| n.to_str()) == Some(name)
-    });
-    match by_name.collect::<Vec<_>>().as_slice() {
-        [(d, _)] => return Ok(*d),
-        [] => {}
-        _ => bail!("more than one line for {name}"),
-    }
-    match entries.as_slice() {
-        [(d, l)] if l.is_empty() || file.starts_with("sha256:") => Ok(*d),
-        _ => bail!("no line for {name}"),
     }
 }

@@ -1,0 +1,818 @@
+//! Plain artifacts (docs/SPEC.md §13.5): releases published the way many
+//! projects publish them, with no charter manifest. A tarball, a checksum
+//! file (a `FILE.sha256` sidecar or a `checksums.txt`) and a cosign bundle
+//! over the checksum file:
+//!
+//! ```text
+//! v1.4.0/panel-1.4.0.tar.gz
+//! v1.4.0/panel-1.4.0.tar.gz.sha256                 <hex>  panel-1.4.0.tar.gz
+//! v1.4.0/panel-1.4.0.tar.gz.sha256.sigstore.json   cosign sign-blob --bundle ...
+//! ```
+//!
+//! What the signature binds, and so what the host can trust:
+//!
+//! - the bundle (identity, issuer, trusted root: `[signatures.cosign]`)
+//!   covers the checksum file's bytes;
+//! - the checksum file names the tarball's file name, whose template must
+//!   hold `{version}`: so the signed bytes name the version, and a tarball
+//!   served under another version's path is refused (the version ratchet
+//!   then stops rollbacks as for charter manifests);
+//! - the line for that name gives the tarball's SHA-256; the download is
+//!   capped at `max_size` (a checksum states no size) and checked against
+//!   it before a single entry is read;
+//! - the file list is then taken from the verified tarball itself
+//!   ([`scan`]): every path, type and mode is checked as for signed
+//!   releases, setuid/setgid bits are refused, and the tree is extracted
+//!   by the same code, entry by entry against that list.
+//!
+//! What it cannot give: nothing signed expires, so a mirror can hide newer
+//! releases (a freeze), and the `latest` file naming the newest version is
+//! not signed (it can only choose among signed versions, and never one
+//! below the ratchet). Charter manifests and channel pointers close both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use charter_keys::sigstore::{self, Subject};
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{
+    Artifact, ArtifactFormat, CosignProof, Entry, Manifest, Sha256Digest, compile_globs,
+};
+use crate::path::ArchivePath;
+use crate::policy::CosignCheck;
+use crate::{Error, Limits, Result};
+
+/// Largest checksum file read (goreleaser's checksums.txt for hundreds of
+/// artifacts is a few tens of KiB).
+pub const MAX_CHECKSUMS_BYTES: u64 = 1 << 20;
+
+/// Largest `latest` file read.
+pub const MAX_LATEST_BYTES: u64 = 256;
+
+/// Default download cap.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
+/// Default cap on the unpacked tar stream.
+pub const DEFAULT_MAX_UNPACKED: u64 = 4 << 30;
+
+/// Suffix of a stored plain-release record in `state/manifests/`.
+pub const RECORD_SUFFIX: &str = ".plain.json";
+
+/// `[plain]` in charter.toml: where a version's files are, relative to
+/// `repository.url`, with `{version}` replaced by the version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainConfig {
+    /// The tarball, e.g. `v{version}/panel-{version}.tar.gz`. Its file name
+    /// must hold `{version}`.
+    pub artifact: String,
+    /// The checksum file; default: the artifact path + `.sha256`.
+    #[serde(default)]
+    pub checksums: Option<String>,
+    /// The cosign bundle over the checksum file; default: the checksum
+    /// path + `.sigstore.json`.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// A file holding the newest version (unsigned; see the module docs).
+    /// Without it, `check` and `apply` need `--version`.
+    #[serde(default)]
+    pub latest: Option<String>,
+    /// Download cap in bytes.
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+    /// Cap on the unpacked tar stream in bytes (decompression bombs).
+    #[serde(default = "default_max_unpacked")]
+    pub max_unpacked_size: u64,
+    /// Leading path components dropped from every entry (1 for tarballs
+    /// that hold one top directory such as `panel-1.4.0/`).
+    #[serde(default)]
+    pub strip_components: u8,
+    /// Globs of config files (kept across updates like dpkg conffiles).
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// Archive format; default: from the artifact's extension.
+    #[serde(default)]
+    pub format: Option<ArtifactFormat>,
+}
+
+fn default_max_size() -> u64 {
+    DEFAULT_MAX_SIZE
+}
+fn default_max_unpacked() -> u64 {
+    DEFAULT_MAX_UNPACKED
+}
+
+/// The repository paths of one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    /// The tarball.
+    pub artifact: String,
+    /// Its file name (what the checksum file must name).
+    pub file_name: String,
+    /// The checksum file.
+    pub checksums: String,
+    /// The bundle.
+    pub bundle: String,
+}
+
+impl PlainConfig {
+    /// Checks templates, caps and globs; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let sample = Version::new(1, 2, 3);
+        check_template("plain.artifact", &self.artifact)?;
+        let file = self.artifact.rsplit('/').next().unwrap_or("");
+        if !file.contains("{version}") {
+            return Err(format!(
+                "plain.artifact `{}`: the file name must hold {{version}}, so that the signed \
+                 checksum file names the version",
+                self.artifact
+            ));
+        }
+        for (name, t) in [
+            ("plain.checksums", &self.checksums),
+            ("plain.bundle", &self.bundle),
+            ("plain.latest", &self.latest),
+        ] {
+            if let Some(t) = t {
+                check_template(name, t)?;
+            }
+        }
+        if self.latest.as_deref().is_some_and(|l| l.contains('{')) {
+            return Err("plain.latest cannot hold {version}".into());
+        }
+        if self.max_size == 0 || self.max_unpacked_size == 0 {
+            return Err("plain.max_size and plain.max_unpacked_size must be above 0".into());
+        }
+        self.format().map_err(|e| e.to_string())?;
+        compile_globs(&self.config).map_err(|e| format!("plain.config: {e}"))?;
+        let l = self.locate(&sample);
+        if l.checksums == l.artifact || l.bundle == l.checksums || l.bundle == l.artifact {
+            return Err("plain.artifact, plain.checksums and plain.bundle must differ".into());
+        }
+        Ok(())
+    }
+
+    /// The archive format: `format`, else the artifact's extension.
+    pub fn format(&self) -> Result<ArtifactFormat> {
+        if let Some(f) = self.format {
+            return Ok(f);
+        }
+        let a = self.artifact.as_str();
+        if a.ends_with(".tar.gz") || a.ends_with(".tgz") {
+            Ok(ArtifactFormat::TarGz)
+        } else if a.ends_with(".tar.zst") || a.ends_with(".tzst") {
+            Ok(ArtifactFormat::TarZst)
+        } else {
+            Err(Error::InvalidInput {
+                what: "plain.artifact",
+                reason: format!(
+                    "`{a}` does not end in .tar.gz, .tgz, .tar.zst or .tzst; set plain.format"
+                ),
+            })
+        }
+    }
+
+    /// The paths of version `v`.
+    pub fn locate(&self, v: &Version) -> Located {
+        let r = |t: &str| t.replace("{version}", &v.to_string());
+        let artifact = r(&self.artifact);
+        let checksums = self
+            .checksums
+            .as_deref()
+            .map_or_else(|| format!("{artifact}.sha256"), r);
+        let bundle = self
+            .bundle
+            .as_deref()
+            .map_or_else(|| format!("{checksums}{}", crate::policy::BUNDLE_SUFFIX), r);
+        Located {
+            file_name: artifact.rsplit('/').next().unwrap_or("").to_owned(),
+            artifact,
+            checksums,
+            bundle,
+        }
+    }
+}
+
+/// A template is a relative path of plain components with no other
+/// placeholder than `{version}`.
+fn check_template(name: &str, t: &str) -> std::result::Result<(), String> {
+    let rendered = t.replace("{version}", "1.2.3");
+    if rendered.contains(['{', '}', '?', '#', '%']) {
+        return Err(format!(
+            "{name} `{t}`: only {{version}} may be replaced, and no ? # % may appear"
+        ));
+    }
+    ArchivePath::new(&rendered, 1024)
+        .map(|_| ())
+        .map_err(|e| format!("{name} `{t}`: {e}"))
+}
+
+/// Reads the version a `latest` file names: one line, an optional `v`.
+pub fn parse_latest(bytes: &[u8]) -> Result<Version> {
+    let bad = |reason: String| Error::InvalidInput {
+        what: "latest file",
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
+    let t = text.trim();
+    let t = t.strip_prefix('v').unwrap_or(t);
+    t.parse()
+        .map_err(|e| bad(format!("`{}` is not a version: {e}", t.escape_debug())))
+}
+
+/// The SHA-256 a checksum file lists for `file_name`: sha256sum's format
+/// (`<hex>  <name>`, `<hex> *<name>`, one a line; `#` comments) or BSD's
+/// (`SHA256 (<name>) = <hex>`), matched on the listed path's file name.
+///
+/// A file of one nameless line (`<hex>` alone) matches any name only when
+/// `nameless_ok` (the `FILE.sha256` habit; the CLI allows it). The
+/// updater does not: nothing signed would name the version.
+pub fn checksum_for(
+    text: &[u8],
+    file_name: &str,
+    nameless_ok: bool,
+) -> std::result::Result<Sha256Digest, String> {
+    let entries = checksum_lines(text)?;
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    let named: BTreeSet<Sha256Digest> = entries
+        .iter()
+        .filter(|(_, l)| !l.is_empty() && base(l) == file_name)
+        .map(|(d, _)| *d)
+        .collect();
+    let mut named = named.into_iter();
+    match (named.next(), named.next()) {
+        (Some(d), None) => return Ok(d),
+        (None, _) => {}
+        (Some(_), Some(_)) => return Err(format!("lists {file_name} with different checksums")),
+    }
+    match entries.as_slice() {
+        [(d, "")] if nameless_ok => Ok(*d),
+        [(_, "")] => Err(format!(
+            "holds a checksum but names no file, so nothing signed says it is {file_name}"
+        )),
+        [] => Err("lists no checksum".into()),
+        _ => Err(format!("has no line for {file_name}")),
+    }
+}
+
+/// Every line of a checksum file (see [`checksum_for`]): digest and the
+/// name as listed (empty for a nameless line).
+pub fn checksum_lines(text: &[u8]) -> std::result::Result<Vec<(Sha256Digest, &str)>, String> {
+    if text.len() as u64 > MAX_CHECKSUMS_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_CHECKSUMS_BYTES} a checksum file may have",
+            text.len()
+        ));
+    }
+    let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
+    let mut entries: Vec<(Sha256Digest, &str)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r').trim_end();
+        if line.trim_start().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (hex_part, name) = if let Some(rest) = line.strip_prefix("SHA256 (") {
+            let Some((name, hex_part)) = rest.rsplit_once(") = ") else {
+                return Err(format!("line {}: not a checksum line", n + 1));
+            };
+            (hex_part, name)
+        } else {
+            let (h, rest) = line.split_once([' ', '\t']).unwrap_or((line, ""));
+            (
+                h,
+                rest.trim_start_matches([' ', '\t']).trim_start_matches('*'),
+            )
+        };
+        let mut d = [0u8; 32];
+        if hex_part.len() != 64 || hex::decode_to_slice(hex_part, &mut d).is_err() {
+            return Err(format!(
+                "line {}: not a sha256 checksum line (64 hex digits, then the file name)",
+                n + 1
+            ));
+        }
+        entries.push((Sha256Digest(d), name));
+    }
+    Ok(entries)
+}
+
+/// A plain release whose checksum file the cosign bundle verified, and
+/// which names the version's tarball: everything `check` needs, before the
+/// tarball itself is downloaded.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The version.
+    pub version: Version,
+    /// Where its files are.
+    pub located: Located,
+    /// The checksum file.
+    pub checksums: String,
+    /// The bundle.
+    pub bundle: String,
+    /// The tarball's SHA-256, from the checksum file.
+    pub sha256: Sha256Digest,
+    /// What the bundle proved.
+    pub proof: CosignProof,
+}
+
+impl Checked {
+    /// Verifies `bundle` over `checksums` under the cosign requirement and
+    /// finds the tarball's line (the version's binding to signed bytes).
+    pub fn verify(
+        version: Version,
+        located: Located,
+        checksums: &[u8],
+        bundle: &[u8],
+        cosign: &CosignCheck,
+    ) -> Result<Self> {
+        let v = sigstore::verify(
+            bundle,
+            Subject::Bytes(checksums),
+            &cosign.policy,
+            &cosign.root,
+        )
+        .map_err(|e| Error::SignaturePolicy(format!("cosign bundle {}: {e}", located.bundle)))?;
+        let sha256 = checksum_for(checksums, &located.file_name, false).map_err(|reason| {
+            Error::PlainArtifact {
+                what: located.checksums.clone(),
+                reason,
+            }
+        })?;
+        // Both were checked as UTF-8 above (the verifier and the parser).
+        Ok(Checked {
+            version,
+            sha256,
+            checksums: String::from_utf8_lossy(checksums).into_owned(),
+            bundle: String::from_utf8_lossy(bundle).into_owned(),
+            located,
+            proof: CosignProof {
+                identity: v.identity,
+                issuer: v.issuer,
+                integrated_time: v.integrated_time,
+            },
+        })
+    }
+
+    /// When the release was signed: the transparency log's time, which the
+    /// license's updates-until date is compared with.
+    pub fn released_at(&self) -> Option<Timestamp> {
+        self.proof.integrated_time
+    }
+}
+
+/// Turns a tar entry's raw path into a path inside the release: drops
+/// leading `./`, then `strip` components. `None` for the entries that
+/// vanish (`./`, and the stripped top directories themselves).
+pub fn normalize(
+    raw: &str,
+    is_dir: bool,
+    strip: usize,
+    limits: &Limits,
+) -> Result<Option<ArchivePath>> {
+    let mut s = raw;
+    if is_dir {
+        s = s.strip_suffix('/').unwrap_or(s);
+    }
+    while let Some(rest) = s.strip_prefix("./") {
+        s = rest;
+    }
+    if s == "." || s.is_empty() {
+        return if is_dir {
+            Ok(None)
+        } else {
+            Err(Error::UnsafePath {
+                path: raw.chars().take(300).collect(),
+                reason: "empty path",
+            })
+        };
+    }
+    let mut parts = s.splitn(strip + 1, '/');
+    let mut dropped = 0;
+    while dropped < strip {
+        if parts.next().is_none() {
+            break;
+        }
+        dropped += 1;
+    }
+    match parts.next() {
+        Some(rest) if dropped == strip && !rest.is_empty() => {
+            ArchivePath::new(rest, limits.max_path_bytes).map(Some)
+        }
+        // The top directory being stripped (`panel-1.4.0/`).
+        None if is_dir && dropped == strip => Ok(None),
+        _ => Err(Error::PlainArtifact {
+            what: raw.chars().take(300).collect(),
+            reason: format!(
+                "has fewer than the {strip} leading component(s) plain.strip_components drops"
+            ),
+        }),
+    }
+}
+
+/// What a tar entry of a plain artifact is: `Ok(None)` for entries that
+/// carry no file (pax global headers, which `git archive` writes).
+fn kind_of(kind: tar::EntryType, path: &str) -> Result<Option<tar::EntryType>> {
+    match kind {
+        tar::EntryType::XGlobalHeader => Ok(None),
+        k @ (tar::EntryType::Regular
+        | tar::EntryType::Continuous
+        | tar::EntryType::Directory
+        | tar::EntryType::Symlink) => Ok(Some(k)),
+        other => Err(Error::ForbiddenEntry {
+            path: path.chars().take(300).collect(),
+            kind: crate::extract::forbidden_kind(other),
+        }),
+    }
+}
+
+/// Reads a (verified) tarball and lists its tree as manifest entries,
+/// sorted, with the directories it implies but does not hold (mode 0755).
+/// Refuses what extraction would refuse (unsafe paths, hard links,
+/// devices, duplicates) and, since no signature vouches for them here,
+/// setuid, setgid and sticky bits. The decompressed stream is capped at
+/// `max_unpacked`.
+pub fn scan(
+    artifact: &mut dyn Read,
+    format: ArtifactFormat,
+    strip: usize,
+    config: &globset::GlobSet,
+    max_unpacked: u64,
+    limits: &Limits,
+) -> Result<Vec<Entry>> {
+    let decoder: Box<dyn Read + '_> = match format {
+        ArtifactFormat::TarZst => {
+            Box::new(zstd::stream::read::Decoder::new(artifact).map_err(|e| {
+                Error::PlainArtifact {
+                    what: "artifact".into(),
+                    reason: format!("zstd: {e}"),
+                }
+            })?)
+        }
+        ArtifactFormat::TarGz => Box::new(flate2::read::GzDecoder::new(artifact)),
+    };
+    let mut bounded = crate::extract::bounded(decoder, max_unpacked);
+    let corrupt = |e: std::io::Error| match crate::extract::bound_exceeded(&e) {
+        Some(max) => Error::DecompressionBomb { max },
+        None => Error::PlainArtifact {
+            what: "artifact".into(),
+            reason: format!("does not unpack: {e}"),
+        },
+    };
+    let mut archive = tar::Archive::new(&mut bounded);
+    let mut found: BTreeMap<ArchivePath, Entry> = BTreeMap::new();
+    let mut buf = vec![0u8; 256 << 10];
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let raw_bytes = entry.path_bytes().into_owned();
+        let raw = std::str::from_utf8(&raw_bytes).map_err(|_| Error::UnsafePath {
+            path: String::from_utf8_lossy(&raw_bytes)
+                .chars()
+                .take(300)
+                .collect(),
+            reason: "not valid UTF-8",
+        })?;
+        let Some(kind) = kind_of(entry.header().entry_type(), raw)? else {
+            continue;
+        };
+        let Some(path) = normalize(raw, kind.is_dir(), strip, limits)? else {
+            continue;
+        };
+        if found.len() >= limits.max_files {
+            return Err(Error::PlainArtifact {
+                what: "artifact".into(),
+                reason: format!("more than {} entries", limits.max_files),
+            });
+        }
+        let mode = entry.header().mode().map_err(corrupt)? & 0o7777;
+        if mode & 0o7000 != 0 {
+            return Err(Error::PlainArtifact {
+                what: path.to_string(),
+                reason: format!(
+                    "has mode {mode:o}: setuid, setgid and sticky bits need a signed charter \
+                     manifest"
+                ),
+            });
+        }
+        let e = match kind {
+            tar::EntryType::Directory => Entry::Dir {
+                path: path.clone(),
+                mode,
+            },
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                Entry::Symlink {
+                    path: path.clone(),
+                    target,
+                }
+            }
+            _ => {
+                let mut h = Sha256::new();
+                let mut size = 0u64;
+                loop {
+                    let n = entry.read(&mut buf).map_err(corrupt)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    size += n as u64;
+                }
+                Entry::File {
+                    kind: crate::tree::classify(&path, mode, config),
+                    path: path.clone(),
+                    mode,
+                    size,
+                    sha256: Sha256Digest(h.finalize().into()),
+                }
+            }
+        };
+        if found.insert(path.clone(), e).is_some() {
+            return Err(Error::EntryMismatch {
+                path: path.to_string(),
+                reason: "appears twice in the archive".into(),
+            });
+        }
+    }
+    // The rest of the stream, so a truncated or corrupt frame is caught
+    // here and not half-way through staging.
+    std::io::copy(&mut bounded, &mut std::io::sink()).map_err(corrupt)?;
+    // Directories the archive implies.
+    let implied: Vec<ArchivePath> = found
+        .keys()
+        .flat_map(|p| {
+            let mut out = Vec::new();
+            let mut cur = p.parent();
+            while let Some(parent) = cur {
+                out.push(parent.to_owned());
+                cur = Path::new(parent)
+                    .parent()
+                    .and_then(|q| q.to_str())
+                    .filter(|q| !q.is_empty());
+            }
+            out
+        })
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .map(|p| ArchivePath::new(&p, limits.max_path_bytes))
+        .collect::<Result<_>>()?;
+    for p in implied {
+        match found.get(&p) {
+            None => {
+                found.insert(
+                    p.clone(),
+                    Entry::Dir {
+                        path: p,
+                        mode: 0o755,
+                    },
+                );
+            }
+            Some(Entry::Dir { .. }) => {}
+            Some(_) => {
+                return Err(Error::EntryMismatch {
+                    path: p.to_string(),
+                    reason: "is a directory of other entries and not a directory".into(),
+                });
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::PlainArtifact {
+            what: "artifact".into(),
+            reason: "holds no files".into(),
+        });
+    }
+    Ok(found.into_values().collect())
+}
+
+/// The manifest the host writes for a verified plain release: the scanned
+/// tree, the host's config globs, and a name of charter's shape for the
+/// artifact (the real name is in the record). It never expires: nothing
+/// signed said it would.
+pub fn synthesize(
+    product: &str,
+    c: &Checked,
+    format: ArtifactFormat,
+    size: u64,
+    config: &[String],
+    files: Vec<Entry>,
+    limits: &Limits,
+) -> Result<Manifest> {
+    let released_at = c.released_at().unwrap_or(Timestamp::UNIX_EPOCH);
+    let m = Manifest {
+        product: product.to_owned(),
+        version: c.version.clone(),
+        released_at,
+        expires: Timestamp::MAX,
+        security_fix: false,
+        artifact: Artifact {
+            name: format!("{product}-{}.{}", c.version, format.extension()),
+            format,
+            size,
+            sha256: c.sha256,
+        },
+        preserve: Vec::new(),
+        config: config.to_vec(),
+        health_check: None,
+        scripts: Default::default(),
+        sbom: None,
+        files,
+    };
+    m.validate(limits)?;
+    Ok(m)
+}
+
+/// What the host keeps of an installed plain release
+/// (`state/manifests/<v>.plain.json`): the signed inputs, so `verify` can
+/// check them again, and the file list taken from the verified tarball.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Where the files came from.
+    pub located: Located,
+    /// The checksum file's text.
+    pub checksums: String,
+    /// The bundle's text.
+    pub bundle: String,
+    /// What the bundle proved at install time.
+    pub proof: CosignProof,
+    /// The synthesized manifest.
+    pub manifest: Manifest,
+}
+
+impl Record {
+    /// Checks the record again under today's cosign requirement: the
+    /// bundle over the checksum file, its line for the tarball, and that
+    /// the manifest pins that digest. Returns the manifest.
+    pub fn verify(&self, cosign: &CosignCheck, limits: &Limits) -> Result<&Manifest> {
+        let c = Checked::verify(
+            self.manifest.version.clone(),
+            self.located.clone(),
+            self.checksums.as_bytes(),
+            self.bundle.as_bytes(),
+            cosign,
+        )?;
+        if c.sha256 != self.manifest.artifact.sha256 {
+            return Err(Error::DigestMismatch {
+                what: format!("recorded artifact {}", self.located.file_name),
+                expected: c.sha256.to_string(),
+                found: self.manifest.artifact.sha256.to_string(),
+            });
+        }
+        self.manifest.validate(limits)?;
+        Ok(&self.manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(artifact: &str) -> PlainConfig {
+        PlainConfig {
+            artifact: artifact.into(),
+            checksums: None,
+            bundle: None,
+            latest: None,
+            max_size: DEFAULT_MAX_SIZE,
+            max_unpacked_size: DEFAULT_MAX_UNPACKED,
+            strip_components: 0,
+            config: Vec::new(),
+            format: None,
+        }
+    }
+
+    const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const H2: &str = "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn templates_render_and_default() {
+        let c = cfg("v{version}/panel-{version}.tar.gz");
+        c.validate().unwrap();
+        let l = c.locate(&Version::new(1, 4, 0));
+        assert_eq!(l.artifact, "v1.4.0/panel-1.4.0.tar.gz");
+        assert_eq!(l.file_name, "panel-1.4.0.tar.gz");
+        assert_eq!(l.checksums, "v1.4.0/panel-1.4.0.tar.gz.sha256");
+        assert_eq!(l.bundle, "v1.4.0/panel-1.4.0.tar.gz.sha256.sigstore.json");
+        assert_eq!(c.format().unwrap(), ArtifactFormat::TarGz);
+    }
+
+    #[test]
+    fn templates_that_would_not_bind_the_version_are_refused() {
+        for (t, want) in [
+            ("v{version}/panel.tar.gz", "must hold {version}"),
+            ("../panel-{version}.tar.gz", "`..`"),
+            ("/abs/panel-{version}.tar.gz", "absolute"),
+            ("panel-{version}-{arch}.tar.gz", "only {version}"),
+            ("panel-{version}.zip", ".tar.gz"),
+            ("panel-{version}.tar.gz?x=1", "no ? # %"),
+        ] {
+            let e = cfg(t).validate().unwrap_err();
+            assert!(e.contains(want), "{t}: {e}");
+        }
+        let mut c = cfg("panel-{version}.tar.gz");
+        c.checksums = Some("panel-{version}.tar.gz".into());
+        assert!(c.validate().unwrap_err().contains("must differ"));
+        let mut c = cfg("panel-{version}.tar.gz");
+        c.latest = Some("{version}/LATEST".into());
+        assert!(c.validate().unwrap_err().contains("plain.latest"));
+    }
+
+    #[test]
+    fn checksum_lines_in_every_common_shape() {
+        let name = "panel-1.4.0.tar.gz";
+        for text in [
+            format!("{H}  panel-1.4.0.tar.gz\n"),
+            format!("{H} *panel-1.4.0.tar.gz\r\n"),
+            format!(
+                "# made by goreleaser\n{H2}  panel-1.4.0-arm64.tar.gz\n{H}  panel-1.4.0.tar.gz\n"
+            ),
+            format!("{H}  ./dist/panel-1.4.0.tar.gz\n"),
+            format!("SHA256 (panel-1.4.0.tar.gz) = {H}\n"),
+        ] {
+            assert_eq!(
+                checksum_for(text.as_bytes(), name, false)
+                    .unwrap()
+                    .to_string(),
+                H,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn checksum_files_that_do_not_name_the_file_are_refused() {
+        let name = "panel-1.4.0.tar.gz";
+        let e = checksum_for(format!("{H}\n").as_bytes(), name, false).unwrap_err();
+        assert!(e.contains("names no file"), "{e}");
+        assert_eq!(
+            checksum_for(format!("{H}\n").as_bytes(), name, true)
+                .unwrap()
+                .to_string(),
+            H
+        );
+        let e =
+            checksum_for(format!("{H}  panel-1.3.0.tar.gz\n").as_bytes(), name, false).unwrap_err();
+        assert!(e.contains("no line for panel-1.4.0.tar.gz"), "{e}");
+        let e = checksum_for(
+            format!("{H}  panel-1.4.0.tar.gz\n{H2}  panel-1.4.0.tar.gz\n").as_bytes(),
+            name,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("different checksums"), "{e}");
+        let e = checksum_for(b"xyz  panel-1.4.0.tar.gz\n", name, false).unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+        assert!(
+            checksum_for(b"", name, false)
+                .unwrap_err()
+                .contains("no checksum")
+        );
+        assert!(
+            checksum_for(&[0xff, 0xfe], name, false)
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        let big = vec![b'#'; MAX_CHECKSUMS_BYTES as usize + 1];
+        assert!(
+            checksum_for(&big, name, false)
+                .unwrap_err()
+                .contains("more than")
+        );
+    }
+
+    #[test]
+    fn latest_files() {
+        assert_eq!(parse_latest(b"v1.4.0\n").unwrap(), Version::new(1, 4, 0));
+        assert_eq!(parse_latest(b"  2.0.1 ").unwrap(), Version::new(2, 0, 1));
+        assert!(parse_latest(b"latest").is_err());
+        assert!(parse_latest(&[0xff]).is_err());
+    }
+
+    #[test]
+    fn normalize_strips_dot_slash_and_components() {
+        let l = Limits::default();
+        let n = |raw: &str, dir: bool, strip: usize| {
+            normalize(raw, dir, strip, &l).map(|p| p.map(|p| p.to_string()))
+        };
+        assert_eq!(
+            n("./bin/app", false, 0).unwrap().as_deref(),
+            Some("bin/app")
+        );
+        assert_eq!(n("./", true, 0).unwrap(), None);
+        assert_eq!(n("panel-1.4.0/", true, 1).unwrap(), None);
+        assert_eq!(
+            n("panel-1.4.0/bin/app", false, 1).unwrap().as_deref(),
+            Some("bin/app")
+        );
+        assert_eq!(n("./panel/bin/", true, 1).unwrap().as_deref(), Some("bin"));
+        assert!(n("app", false, 1).is_err());
+        assert!(n("panel/../../etc/passwd", false, 1).is_err());
+        assert!(n("/etc/passwd", false, 0).is_err());
+    }
+}
