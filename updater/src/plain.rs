@@ -390,6 +390,9 @@ pub fn normalize(
             })
         };
     }
+    // The whole path first: a `..` is refused even where it would be
+    // stripped away.
+    ArchivePath::new(s, limits.max_path_bytes)?;
     let mut parts = s.splitn(strip + 1, '/');
     let mut dropped = 0;
     while dropped < strip {
@@ -813,6 +816,222 @@ mod tests {
         assert_eq!(n("./panel/bin/", true, 1).unwrap().as_deref(), Some("bin"));
         assert!(n("app", false, 1).is_err());
         assert!(n("panel/../../etc/passwd", false, 1).is_err());
+        assert!(n("../evil", false, 1).is_err());
         assert!(n("/etc/passwd", false, 0).is_err());
+    }
+
+    /// A gzip'd tar of `(path, type, mode, body)` entries with raw paths.
+    fn tgz(entries: &[(&str, tar::EntryType, u32, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (path, kind, mode, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            let name = path.as_bytes();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_size(body.len() as u64);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name(std::str::from_utf8(body).unwrap()).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            } else {
+                h.set_cksum();
+                b.append(&h, *body).unwrap();
+            }
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn scan_tgz(bytes: &[u8], strip: usize, max: u64) -> Result<Vec<Entry>> {
+        scan(
+            &mut &bytes[..],
+            ArtifactFormat::TarGz,
+            strip,
+            &compile_globs(&["etc/*".to_owned()]).unwrap(),
+            max,
+            &Limits::default(),
+        )
+    }
+
+    #[test]
+    fn scan_implies_directories_and_skips_global_headers() {
+        use tar::EntryType as T;
+        let t = tgz(&[
+            (
+                "pax_global_header",
+                T::XGlobalHeader,
+                0o666,
+                b"52 comment=0123\n",
+            ),
+            ("p-1/", T::Directory, 0o755, b""),
+            ("p-1/etc/app.conf", T::Regular, 0o640, b"a=1\n"),
+            ("p-1/bin/app", T::Regular, 0o755, b"#!/bin/sh\n"),
+            ("p-1/bin/", T::Directory, 0o750, b""),
+            ("p-1/lib/x/y", T::Symlink, 0o777, b"../../bin/app"),
+        ]);
+        let files = scan_tgz(&t, 1, 1 << 20).unwrap();
+        let got: Vec<String> = files
+            .iter()
+            .map(|e| match e {
+                Entry::Dir { path, mode } => format!("d {path} {mode:o}"),
+                Entry::File {
+                    path,
+                    mode,
+                    kind,
+                    size,
+                    ..
+                } => {
+                    format!("f {path} {mode:o} {kind:?} {size}")
+                }
+                Entry::Symlink { path, target } => format!("l {path} {target}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "d bin 750",
+                "f bin/app 755 Program 10",
+                "d etc 755",
+                "f etc/app.conf 640 Config 4",
+                "d lib 755",
+                "d lib/x 755",
+                "l lib/x/y ../../bin/app",
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_refuses_duplicates_special_bits_and_bombs() {
+        use tar::EntryType as T;
+        let dup = tgz(&[
+            ("a", T::Regular, 0o644, b"1"),
+            ("./a", T::Regular, 0o644, b"2"),
+        ]);
+        assert!(
+            scan_tgz(&dup, 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        let suid = tgz(&[("a", T::Regular, 0o4755, b"1")]);
+        assert!(
+            scan_tgz(&suid, 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("setuid")
+        );
+        let sticky = tgz(&[("d/", T::Directory, 0o1777, b"")]);
+        assert!(
+            scan_tgz(&sticky, 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("sticky")
+        );
+        let dev = tgz(&[("null", T::Char, 0o666, b"")]);
+        assert!(
+            scan_tgz(&dev, 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("character device")
+        );
+        let file_as_dir = tgz(&[
+            ("a", T::Regular, 0o644, b"1"),
+            ("a/b", T::Regular, 0o644, b"2"),
+        ]);
+        assert!(
+            scan_tgz(&file_as_dir, 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        let big = vec![0u8; 1 << 20];
+        let bomb = tgz(&[("zeros", T::Regular, 0o644, &big)]);
+        assert!(bomb.len() < big.len() / 16);
+        assert!(matches!(
+            scan_tgz(&bomb, 0, 64 << 10),
+            Err(Error::DecompressionBomb { max: 65536 })
+        ));
+        let empty = tgz(&[("p-1/", T::Directory, 0o755, b"")]);
+        assert!(
+            scan_tgz(&empty, 1, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("no files")
+        );
+        let shallow = tgz(&[("README", T::Regular, 0o644, b"x")]);
+        assert!(
+            scan_tgz(&shallow, 1, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("fewer than")
+        );
+        assert!(
+            scan_tgz(b"not gzip at all", 0, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("does not unpack")
+        );
+    }
+
+    #[test]
+    fn extraction_follows_the_plain_layout() {
+        use std::os::unix::fs::PermissionsExt;
+        use tar::EntryType as T;
+        let t = tgz(&[
+            ("./p-1/", T::Directory, 0o755, b""),
+            ("./p-1/bin/app", T::Regular, 0o755, b"#!/bin/sh\n"),
+            ("./p-1/bin/", T::Directory, 0o750, b""),
+            ("./p-1/etc/app.conf", T::Regular, 0o640, b"a=1\n"),
+        ]);
+        let files = scan_tgz(&t, 1, 1 << 20).unwrap();
+        let c = Checked {
+            version: Version::new(1, 0, 0),
+            located: cfg("p-{version}.tar.gz").locate(&Version::new(1, 0, 0)),
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256: Sha256Digest(Sha256::digest(&t).into()),
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        };
+        let m = synthesize(
+            "p",
+            &c,
+            ArtifactFormat::TarGz,
+            t.len() as u64,
+            &["etc/*".to_owned()],
+            files,
+            &Limits::default(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("s");
+        let layout = crate::extract::Layout {
+            plain: true,
+            strip_components: 1,
+        };
+        crate::extract::extract_with(&mut &t[..], &m, &staging, &Limits::default(), layout)
+            .unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(staging.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("bin"), 0o750);
+        assert_eq!(mode("etc"), 0o755);
+        assert_eq!(mode("etc/app.conf"), 0o640);
+        assert_eq!(
+            std::fs::read(staging.join("bin/app")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        // The same archive under the strict (charter) layout is refused.
+        let strict = dir.path().join("strict");
+        assert!(crate::extract::extract(&mut &t[..], &m, &strict, &Limits::default()).is_err());
     }
 }

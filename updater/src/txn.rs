@@ -37,7 +37,7 @@ pub enum Release {
     /// A charter manifest, verified under the signature policy.
     Signed {
         /// The verified manifest.
-        manifest: VerifiedManifest,
+        manifest: Box<VerifiedManifest>,
         /// Its envelope bytes.
         envelope: Vec<u8>,
     },
@@ -429,7 +429,10 @@ impl Updater {
         }
         Ok((
             Candidate {
-                release: Release::Signed { manifest, envelope },
+                release: Release::Signed {
+                    manifest: Box::new(manifest),
+                    envelope,
+                },
                 pointer,
             },
             not_modified,
@@ -1405,6 +1408,7 @@ impl Updater {
                     self.restore_backup(j.from.as_ref(), to, true);
                     let st = self.state.state()?;
                     let _ = remove_tree(&self.staging_dir(to));
+                    let _ = std::fs::remove_file(self.download_path(to));
                     if st.current.as_ref() != Some(to) && st.previous.as_ref() != Some(to) {
                         let _ = remove_tree(&self.release_dir(to));
                     }

@@ -13,3 +13,4 @@ mod updater_cosign;
 mod updater_crash;
 mod updater_flow;
 mod updater_network;
+mod updater_plain;
