@@ -1,0 +1,72 @@
+#![no_main]
+// A plain artifact's tarball (docs/SPEC.md §13.5): the fuzz input is the
+// tar stream, gzip'd here. Scanning must not panic, and whatever the scan
+// accepts, extraction under the plain layout must accept too, into a
+// fresh directory (the two read the same archive with the same rules).
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use charter_updater::Limits;
+use charter_updater::manifest::{ArtifactFormat, CosignProof, Sha256Digest, compile_globs};
+use charter_updater::plain::{self, Checked, PlainConfig};
+use sha2::Digest;
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Some((&strip, tar)) = data.split_first() else {
+        return;
+    };
+    let strip = usize::from(strip % 3);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(tar).expect("in memory");
+    let gz = gz.finish().expect("in memory");
+    let limits = Limits {
+        max_files: 1000,
+        ..Limits::default()
+    };
+    let config = compile_globs(&["etc/**".to_owned()]).expect("glob");
+    let Ok(files) = plain::scan(&mut &gz[..], ArtifactFormat::TarGz, strip, &config, 1 << 24, &limits)
+    else {
+        return;
+    };
+    let cfg: PlainConfig = toml::from_str("artifact = \"p-{version}.tar.gz\"").expect("config");
+    let v = semver::Version::new(1, 0, 0);
+    let checked = Checked {
+        version: v.clone(),
+        located: cfg.locate(&v),
+        checksums: String::new(),
+        bundle: String::new(),
+        sha256: Sha256Digest(sha2::Sha256::digest(&gz).into()),
+        proof: CosignProof {
+            identity: None,
+            issuer: None,
+            integrated_time: None,
+        },
+    };
+    let Ok(m) = plain::synthesize(
+        "p",
+        &checked,
+        ArtifactFormat::TarGz,
+        gz.len() as u64,
+        &["etc/**".to_owned()],
+        files,
+        &limits,
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "charter-fuzz-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let layout = charter_updater::extract::Layout {
+        plain: true,
+        strip_components: strip,
+    };
+    let r = charter_updater::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
+    let _ = charter_updater::txn::remove_tree(&dir);
+    if let Err(e) = r {
+        panic!("scanned but not extracted: {e}");
+    }
+});
