@@ -17,7 +17,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CHARTER_PASSPHRASE=x
 
-mkdir -p "$corpus"/{envelope,root,manifest,key_pem,archive_path,sigstore_bundle}
+mkdir -p "$corpus"/{envelope,root,manifest,key_pem,archive_path,sigstore_bundle,plain_checksums,plain_tarball}
 c() { "$charter" "$@" >/dev/null; }
 # payload of a DSSE envelope, base64-decoded
 payload() { sed -n 's/^ *"payload": *"\([^"]*\)".*/\1/p' "$1" | base64 -d; }
@@ -132,6 +132,24 @@ PY
   done
 fi
 
-for t in envelope root manifest key_pem archive_path sigstore_bundle; do
+# Plain artifacts: checksum files in each shape, and tar streams made by
+# GNU tar (the target gzips them; its first byte picks strip_components).
+h=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+printf '%s  panel-1.0.0.tar.gz\n' "$h" > "$corpus/plain_checksums/sha256sum"
+printf '%s *panel-1.0.0.tar.gz\r\n' "$h" > "$corpus/plain_checksums/binary-crlf"
+printf '# goreleaser\n%s  panel-1.0.0-arm64.tar.gz\n%s  ./dist/panel-1.0.0.tar.gz\n' "$h" "$h" > "$corpus/plain_checksums/checksums.txt"
+printf 'SHA256 (panel-1.0.0.tar.gz) = %s\n' "$h" > "$corpus/plain_checksums/bsd"
+printf '%s\n' "$h" > "$corpus/plain_checksums/nameless"
+printf 'v1.0.0\n' > "$corpus/plain_checksums/latest"
+mkdir -p t/panel-1.0.0/bin t/panel-1.0.0/etc
+printf '#!/bin/sh\n' > t/panel-1.0.0/bin/panel; chmod 755 t/panel-1.0.0/bin/panel
+printf 'a = 1\n' > t/panel-1.0.0/etc/panel.toml
+ln -s ../bin/panel t/panel-1.0.0/etc/link
+{ printf '\001'; tar -cf - -C t panel-1.0.0; } > "$corpus/plain_tarball/top-dir"
+{ printf '\001'; tar -cf - -C t --no-recursion panel-1.0.0/bin/panel panel-1.0.0/etc/panel.toml; } > "$corpus/plain_tarball/files-only"
+{ printf '\000'; tar -cf - -C t/panel-1.0.0 .; } > "$corpus/plain_tarball/dot-slash"
+{ printf '\001'; tar --format=pax -cf - -C t panel-1.0.0; } > "$corpus/plain_tarball/pax"
+
+for t in envelope root manifest key_pem archive_path sigstore_bundle plain_checksums plain_tarball; do
   echo "$t: $(ls "$corpus/$t" | wc -l) seeds"
 done

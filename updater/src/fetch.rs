@@ -213,16 +213,7 @@ impl Fetcher {
                 Ok(Fetched::Body(bytes, Validator::default()))
             }
             Base::Http { agent, .. } => {
-                let mut attempt = 0;
-                loop {
-                    match self.get_http_once(agent, &url, max, cached) {
-                        Err(e) if e.is_transient() && attempt < self.retries => {
-                            std::thread::sleep(self.delay(attempt));
-                            attempt += 1;
-                        }
-                        other => return other,
-                    }
-                }
+                self.retrying(|| self.get_http_once(agent, &url, max, cached))
             }
         }
     }
@@ -311,10 +302,15 @@ impl Fetcher {
         dest: &std::path::Path,
     ) -> Result<(crate::manifest::Sha256Digest, u64)> {
         let url = self.url_of(rel);
+        self.retrying(|| self.download_once(&url, rel, max, dest))
+    }
+
+    /// Runs `f` again after transient failures, with backoff, as often as
+    /// `repository.retries` allows.
+    fn retrying<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
-            let r = self.download_once(&url, rel, max, dest);
-            match r {
+            match f() {
                 Err(e) if e.is_transient() && attempt < self.retries => {
                     std::thread::sleep(self.delay(attempt));
                     attempt += 1;

@@ -564,3 +564,32 @@ fn plain_config_mistakes_are_named() {
     h.update(&["status"])
         .fails_with("paths.trust_root is required");
 }
+
+#[test]
+fn plain_downloads_restart_after_drops_and_stop_endless_data() {
+    use charter_tests::server::Fault;
+    let p = Plain::new("max_size = 1000000");
+    let h = &p.h;
+    p.publish("1.0.0", true, "listen = 1\n");
+    let path = "/v1.0.0/panel-1.0.0.tar.gz";
+    // An endless body with no Content-Length stops one byte past the cap.
+    h.server.set_fault(path, Fault::Endless, 10);
+    p.refused(&["apply"], "more than the 1000000 bytes allowed");
+    // A server error is retried (retries = 1), then reported.
+    h.server.set_fault(path, Fault::Status(503), 10);
+    p.refused(&["apply"], "503");
+    // A connection dropped half-way: the download starts over.
+    h.server.set_fault(path, Fault::DropAfter(1000), 1);
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let gets = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == path && r.method == "GET")
+        .count();
+    assert!(
+        gets >= 2,
+        "the dropped download was not retried ({gets} GETs)"
+    );
+}
