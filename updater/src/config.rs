@@ -397,4 +397,27 @@ trust_root = "/etc/charter/trust/root.json"
         .unwrap_err();
         assert!(e.to_string().contains("paths.install_root"), "{e}");
     }
+
+    /// The example the package installs as /etc/charter/charter.toml
+    /// parses as shipped, and with its commented plain-artifact block
+    /// switched on.
+    #[test]
+    fn packaged_example_parses_with_and_without_the_plain_block() {
+        let text = include_str!("../../packaging/etc/charter.toml").replace("@PRODUCT@", "panel");
+        Config::parse(&text, Path::new("charter.toml")).unwrap();
+        let start = text.find("# [signatures]").unwrap();
+        let plain: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c =
+            Config::parse(&format!("{}{plain}\n", &text[..start]), Path::new("c.toml")).unwrap();
+        let p = c.plain.unwrap();
+        assert_eq!(
+            p.locate(&semver::Version::new(1, 0, 0)).artifact,
+            "v1.0.0/panel-1.0.0.tar.gz"
+        );
+        assert_eq!(c.signatures.require, Require::Cosign);
+    }
 }
