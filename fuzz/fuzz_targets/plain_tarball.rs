@@ -26,8 +26,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         ..Limits::default()
     };
     let config = compile_globs(&["etc/**".to_owned()]).expect("glob");
-    let Ok(files) = plain::scan(&mut &gz[..], ArtifactFormat::TarGz, strip, &config, 1 << 24, &limits)
-    else {
+    let Ok(files) = plain::scan(
+        &mut &gz[..],
+        "fuzz.tar.gz",
+        ArtifactFormat::TarGz,
+        strip,
+        &config,
+        1 << 24,
+        &limits,
+    ) else {
         return;
     };
     let cfg: PlainConfig = toml::from_str("artifact = \"p-{version}.tar.gz\"").expect("config");
@@ -63,6 +70,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let layout = charter_updater::extract::Layout {
         plain: true,
         strip_components: strip,
+        bound: Some(1 << 24),
     };
     let r = charter_updater::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
     let _ = charter_updater::txn::remove_tree(&dir);

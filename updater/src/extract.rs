@@ -121,6 +121,23 @@ pub struct Layout {
     pub plain: bool,
     /// Leading components dropped (plain only).
     pub strip_components: usize,
+    /// Cap on the decompressed stream instead of [`tar_bound`] (plain
+    /// artifacts: the manifest was read from the archive, so it does not
+    /// bound the archive's own metadata, such as pax records).
+    pub bound: Option<u64>,
+}
+
+/// A symlink entry's target: UTF-8, as the manifest holds it (bytes that
+/// are not would be installed changed, so they are refused).
+pub fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> Result<String> {
+    let raw = entry
+        .link_name_bytes()
+        .map(|b| b.into_owned())
+        .unwrap_or_default();
+    String::from_utf8(raw).map_err(|_| Error::UnsafePath {
+        path: path.chars().take(300).collect(),
+        reason: "symlink target not valid UTF-8",
+    })
 }
 
 /// The largest tar stream a manifest can justify: headers, long-name
@@ -183,7 +200,7 @@ pub fn extract_with(
         .mode(0o700)
         .create(staging)
         .map_err(|e| Error::io("create", staging, e))?;
-    let max = tar_bound(manifest);
+    let max = layout.bound.unwrap_or_else(|| tar_bound(manifest));
     let format = manifest.artifact.format;
 
     // Two stages on two threads, like `curl | zstd -d | tar -x` but with
@@ -476,10 +493,9 @@ fn unpack(
                 if mode != *m {
                     return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
                 }
-                let declared = entry
-                    .header()
-                    .size()
-                    .map_err(|e| stream_error(staging, e))?;
+                // The size the tar reader goes by (a pax record's, when
+                // there is one).
+                let declared = entry.size();
                 if declared != *size {
                     return Err(mismatch(format!("{declared} bytes, manifest says {size}")));
                 }
@@ -524,10 +540,7 @@ fn unpack(
                 }
             }
             (tar::EntryType::Symlink, Entry::Symlink { target, .. }) => {
-                let link = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let link = link_target(&entry, path.as_str())?;
                 if link != *target {
                     return Err(mismatch(format!(
                         "links to `{link}`, manifest says `{target}`"

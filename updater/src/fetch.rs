@@ -11,6 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::Repository;
+
+/// Free space a download of unknown size leaves on the file system it
+/// writes to (the running release's, usually).
+pub const FREE_SPACE_RESERVE: u64 = 64 << 20;
 use crate::{Error, Result};
 
 /// What a conditional GET remembers about a document.
@@ -292,17 +296,20 @@ impl Fetcher {
     }
 
     /// Downloads a file whose size nobody signed (a plain artifact,
-    /// docs/SPEC.md §13.5) into `dest` (created, 0600), refusing more than
-    /// `max` bytes; returns its SHA-256 and size. Transient failures start
-    /// the download over, as often as `repository.retries` allows.
+    /// docs/SPEC.md §13.5) into `dest`, refusing more than `max` bytes and
+    /// stopping before the file system's free space drops under
+    /// [`FREE_SPACE_RESERVE`]; returns its SHA-256 and size. Transient
+    /// failures start the download over, as often as `repository.retries`
+    /// allows. `dest_dir` names where `dest` is, for messages.
     pub fn download(
         &self,
         rel: &str,
         max: u64,
-        dest: &std::path::Path,
+        dest: &mut std::fs::File,
+        dest_dir: &std::path::Path,
     ) -> Result<(crate::manifest::Sha256Digest, u64)> {
         let url = self.url_of(rel);
-        self.retrying(|| self.download_once(&url, rel, max, dest))
+        self.retrying(|| self.download_once(&url, rel, max, dest, dest_dir))
     }
 
     /// Runs `f` again after transient failures, with backoff, as often as
@@ -325,11 +332,11 @@ impl Fetcher {
         url: &str,
         rel: &str,
         max: u64,
-        dest: &std::path::Path,
+        dest: &mut std::fs::File,
+        dest_dir: &std::path::Path,
     ) -> Result<(crate::manifest::Sha256Digest, u64)> {
         use sha2::Digest as _;
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let mut body: Box<dyn Read> = match &self.base {
             Base::File(root) => {
                 let path = root.join(rel);
@@ -374,13 +381,12 @@ impl Fetcher {
                 Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader())
             }
         };
-        let _ = std::fs::remove_file(dest);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-            .map_err(|e| Error::io("create", dest, e))?;
+        let here = dest_dir.to_owned();
+        let out = dest;
+        out.set_len(0)
+            .map_err(|e| Error::io("truncate", &here, e))?;
+        std::io::Seek::seek(out, std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", &here, e))?;
         let mut h = sha2::Sha256::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 1 << 20];
@@ -404,11 +410,24 @@ impl Fetcher {
                     found: None,
                 });
             }
+            // Every 16 MiB: still room for the running service?
+            if total / (16 << 20) != (total - n as u64) / (16 << 20) || total == n as u64 {
+                let vfs = rustix::fs::fstatvfs(&*out)
+                    .map_err(|e| Error::io("statvfs", &here, e.into()))?;
+                let avail = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+                if avail < FREE_SPACE_RESERVE + n as u64 {
+                    return Err(Error::NoSpace {
+                        path: here,
+                        needed: FREE_SPACE_RESERVE + n as u64,
+                        available: avail,
+                    });
+                }
+            }
             h.update(&buf[..n]);
             out.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", dest, e))?;
+                .map_err(|e| Error::io("write", &here, e))?;
         }
-        out.sync_all().map_err(|e| Error::io("sync", dest, e))?;
+        out.sync_all().map_err(|e| Error::io("sync", &here, e))?;
         Ok((crate::manifest::Sha256Digest(h.finalize().into()), total))
     }
 

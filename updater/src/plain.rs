@@ -98,6 +98,13 @@ pub struct PlainConfig {
     /// Archive format; default: from the artifact's extension.
     #[serde(default)]
     pub format: Option<ArtifactFormat>,
+    /// Install pre-release versions (`2.0.0-rc.1`) and versions with build
+    /// metadata. Off by default: an unsigned `latest` could otherwise move
+    /// a stable host onto a release candidate, and a sibling artifact
+    /// (`panel-1.4.0-arm64.tar.gz` beside `panel-1.4.0.tar.gz`) would read
+    /// as a version of its own.
+    #[serde(default)]
+    pub allow_prerelease: bool,
 }
 
 fn default_max_size() -> u64 {
@@ -126,6 +133,12 @@ impl PlainConfig {
         let sample = Version::new(1, 2, 3);
         check_template("plain.artifact", &self.artifact)?;
         let file = self.artifact.rsplit('/').next().unwrap_or("");
+        if file.matches("{version}").count() > 1 {
+            return Err(format!(
+                "plain.artifact `{}`: the file name may hold {{version}} only once",
+                self.artifact
+            ));
+        }
         if !file.contains("{version}") {
             return Err(format!(
                 "plain.artifact `{}`: the file name must hold {{version}}, so that the signed \
@@ -194,6 +207,67 @@ impl PlainConfig {
             artifact,
             checksums,
             bundle,
+        }
+    }
+}
+
+impl PlainConfig {
+    /// Whether `v` may be installed at all: release versions only, unless
+    /// `allow_prerelease`.
+    pub fn admit_version(&self, v: &Version) -> Result<()> {
+        if !self.allow_prerelease && (!v.pre.is_empty() || !v.build.is_empty()) {
+            return Err(Error::PlainArtifact {
+                what: format!("version {v}"),
+                reason: "is a pre-release or carries build metadata; set \
+                         plain.allow_prerelease = true to install such versions"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The versions the names in a (signed) checksum file stand for under
+    /// the artifact template's file name: `prefix<version>suffix`.
+    fn listed_versions<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Version> {
+        let file = self.artifact.rsplit('/').next().unwrap_or("");
+        let Some((prefix, suffix)) = file.split_once("{version}") else {
+            return Vec::new();
+        };
+        names
+            .filter_map(|n| {
+                let n = n.rsplit('/').next().unwrap_or(n);
+                n.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// With pre-releases allowed, a checksum file in which two names read
+    /// as versions of the same release (`1.4.0` and `1.4.0-arm64`) does not
+    /// say which one is the release: refused.
+    pub fn unambiguous(&self, v: &Version, checksums: &[u8]) -> Result<()> {
+        if !self.allow_prerelease {
+            // Only release versions are admitted, and rendering one into
+            // the template gives exactly one name.
+            return Ok(());
+        }
+        let lines = checksum_lines(checksums).map_err(|reason| Error::PlainArtifact {
+            what: "checksum file".into(),
+            reason,
+        })?;
+        let other = self
+            .listed_versions(lines.iter().map(|(_, n)| *n))
+            .into_iter()
+            .find(|o| o != v && (o.major, o.minor, o.patch) == (v.major, v.minor, v.patch));
+        match other {
+            Some(o) => Err(Error::PlainArtifact {
+                what: format!("version {v}"),
+                reason: format!(
+                    "is ambiguous: the signed checksum file also lists a file that reads as \
+                     version {o} under plain.artifact; delimit the version in the template \
+                     (e.g. panel_{{version}}_linux_amd64.tar.gz)"
+                ),
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -440,6 +514,7 @@ fn kind_of(kind: tar::EntryType, path: &str) -> Result<Option<tar::EntryType>> {
 /// `max_unpacked`.
 pub fn scan(
     artifact: &mut dyn Read,
+    what: &str,
     format: ArtifactFormat,
     strip: usize,
     config: &globset::GlobSet,
@@ -450,7 +525,7 @@ pub fn scan(
         ArtifactFormat::TarZst => {
             Box::new(zstd::stream::read::Decoder::new(artifact).map_err(|e| {
                 Error::PlainArtifact {
-                    what: "artifact".into(),
+                    what: what.into(),
                     reason: format!("zstd: {e}"),
                 }
             })?)
@@ -459,9 +534,15 @@ pub fn scan(
     };
     let mut bounded = crate::extract::bounded(decoder, max_unpacked);
     let corrupt = |e: std::io::Error| match crate::extract::bound_exceeded(&e) {
-        Some(max) => Error::DecompressionBomb { max },
+        Some(max) => Error::PlainArtifact {
+            what: what.into(),
+            reason: format!(
+                "unpacks to more than the {max} bytes plain.max_unpacked_size allows \
+                 (decompression bomb?)"
+            ),
+        },
         None => Error::PlainArtifact {
-            what: "artifact".into(),
+            what: what.into(),
             reason: format!("does not unpack: {e}"),
         },
     };
@@ -486,8 +567,8 @@ pub fn scan(
         };
         if found.len() >= limits.max_files {
             return Err(Error::PlainArtifact {
-                what: "artifact".into(),
-                reason: format!("more than {} entries", limits.max_files),
+                what: what.into(),
+                reason: format!("has more than {} entries", limits.max_files),
             });
         }
         let mode = entry.header().mode().map_err(corrupt)? & 0o7777;
@@ -506,10 +587,7 @@ pub fn scan(
                 mode,
             },
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target = crate::extract::link_target(&entry, path.as_str())?;
                 Entry::Symlink {
                     path: path.clone(),
                     target,
@@ -586,7 +664,7 @@ pub fn scan(
     }
     if found.is_empty() {
         return Err(Error::PlainArtifact {
-            what: "artifact".into(),
+            what: what.into(),
             reason: "holds no files".into(),
         });
     }
@@ -649,6 +727,29 @@ pub struct Record {
 }
 
 impl Record {
+    /// The bytes kept in `state/manifests/<v>.plain.json`, refused above
+    /// `max` (what the host reads back, the cap of a signed manifest) with
+    /// the entry count in the message.
+    pub fn encode(&self, max: u64) -> Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::InvalidInput {
+            what: "plain release record",
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        if bytes.len() as u64 > max {
+            return Err(Error::PlainArtifact {
+                what: self.located.file_name.clone(),
+                reason: format!(
+                    "lists {} entries, whose record ({} bytes) is more than the {max} bytes a \
+                     host keeps per release; publish it with a charter manifest",
+                    self.manifest.files.len(),
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Checks the record again under today's cosign requirement: the
     /// bundle over the checksum file, its line for the tarball, and that
     /// the manifest pins that digest. Returns the manifest.
@@ -687,6 +788,7 @@ mod tests {
             strip_components: 0,
             config: Vec::new(),
             format: None,
+            allow_prerelease: false,
         }
     }
 
@@ -847,6 +949,7 @@ mod tests {
     fn scan_tgz(bytes: &[u8], strip: usize, max: u64) -> Result<Vec<Entry>> {
         scan(
             &mut &bytes[..],
+            "t.tar.gz",
             ArtifactFormat::TarGz,
             strip,
             &compile_globs(&["etc/*".to_owned()]).unwrap(),
@@ -949,10 +1052,11 @@ mod tests {
         let big = vec![0u8; 1 << 20];
         let bomb = tgz(&[("zeros", T::Regular, 0o644, &big)]);
         assert!(bomb.len() < big.len() / 16);
-        assert!(matches!(
-            scan_tgz(&bomb, 0, 64 << 10),
-            Err(Error::DecompressionBomb { max: 65536 })
-        ));
+        let e = scan_tgz(&bomb, 0, 64 << 10).unwrap_err().to_string();
+        assert!(
+            e.contains("65536 bytes plain.max_unpacked_size allows"),
+            "{e}"
+        );
         let empty = tgz(&[("p-1/", T::Directory, 0o755, b"")]);
         assert!(
             scan_tgz(&empty, 1, 1 << 20)
@@ -1013,6 +1117,7 @@ mod tests {
         let layout = crate::extract::Layout {
             plain: true,
             strip_components: 1,
+            bound: Some(1 << 20),
         };
         crate::extract::extract_with(&mut &t[..], &m, &staging, &Limits::default(), layout)
             .unwrap();
@@ -1033,5 +1138,126 @@ mod tests {
         // The same archive under the strict (charter) layout is refused.
         let strict = dir.path().join("strict");
         assert!(crate::extract::extract(&mut &t[..], &m, &strict, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn records_above_the_cap_are_refused_with_the_entry_count() {
+        use tar::EntryType as T;
+        let t = tgz(&[
+            ("a", T::Regular, 0o644, b"1"),
+            ("b", T::Regular, 0o644, b"2"),
+        ]);
+        let files = scan_tgz(&t, 0, 1 << 20).unwrap();
+        let v = Version::new(1, 0, 0);
+        let c = Checked {
+            version: v.clone(),
+            located: cfg("p-{version}.tar.gz").locate(&v),
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256: Sha256Digest(Sha256::digest(&t).into()),
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        };
+        let m = synthesize(
+            "p",
+            &c,
+            ArtifactFormat::TarGz,
+            1,
+            &[],
+            files,
+            &Limits::default(),
+        )
+        .unwrap();
+        let r = Record {
+            located: c.located.clone(),
+            checksums: String::new(),
+            bundle: String::new(),
+            proof: c.proof.clone(),
+            manifest: m,
+        };
+        let bytes = r.encode(1 << 20).unwrap();
+        let back: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.manifest, r.manifest);
+        let e = r.encode(bytes.len() as u64 - 1).unwrap_err().to_string();
+        assert!(e.contains("lists 2 entries"), "{e}");
+    }
+
+    #[test]
+    fn symlink_targets_must_be_utf8_and_pax_sizes_count() {
+        use tar::EntryType as T;
+        // A raw, non-UTF-8 link target.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..4].copy_from_slice(b"link");
+        h.as_old_mut().linkname[..2].copy_from_slice(b"\xffa");
+        h.set_entry_type(T::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        let t = b.into_inner().unwrap().finish().unwrap();
+        let e = scan_tgz(&t, 0, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("symlink target not valid UTF-8"), "{e}");
+
+        // A file whose size only a pax record gives: scanned and extracted
+        // by the same size.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        b.append_pax_extensions([("size", &b"5"[..])]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_entry_type(T::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b"hello"[..]).unwrap();
+        let t = b.into_inner().unwrap().finish().unwrap();
+        let files = scan_tgz(&t, 0, 1 << 20).unwrap();
+        assert!(
+            matches!(files.as_slice(), [Entry::File { size: 5, .. }]),
+            "{files:?}"
+        );
+        let v = Version::new(1, 0, 0);
+        let c = Checked {
+            version: v.clone(),
+            located: cfg("p-{version}.tar.gz").locate(&v),
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256: Sha256Digest(Sha256::digest(&t).into()),
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        };
+        let m = synthesize(
+            "p",
+            &c,
+            ArtifactFormat::TarGz,
+            t.len() as u64,
+            &[],
+            files,
+            &Limits::default(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::extract::Layout {
+            plain: true,
+            strip_components: 0,
+            bound: Some(1 << 20),
+        };
+        crate::extract::extract_with(
+            &mut &t[..],
+            &m,
+            &dir.path().join("s"),
+            &Limits::default(),
+            layout,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("s/f")).unwrap(), b"hello");
     }
 }

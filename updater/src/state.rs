@@ -295,14 +295,9 @@ impl StateDir {
             .join(format!("{v}{}", crate::plain::RECORD_SUFFIX))
     }
 
-    /// Stores the record of a plain release being installed.
-    pub fn save_plain_record(&self, v: &Version, r: &crate::plain::Record) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(r).map_err(|e| crate::Error::InvalidInput {
-            what: "plain release record",
-            reason: e.to_string(),
-        })?;
-        bytes.push(b'\n');
-        charter_keys::fsutil::write_atomic(&self.plain_record_path(v), &bytes, 0o644)?;
+    /// Stores the (encoded) record of a plain release being installed.
+    pub fn save_plain_record(&self, v: &Version, record: &[u8]) -> Result<()> {
+        charter_keys::fsutil::write_atomic(&self.plain_record_path(v), record, 0o644)?;
         let _ = std::fs::remove_file(self.manifest_path(v));
         Ok(())
     }

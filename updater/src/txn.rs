@@ -84,10 +84,11 @@ impl Candidate {
     }
 }
 
-/// What the host keeps of an installed release's verification.
+/// What the host keeps of an installed release's verification: the
+/// manifest envelope, or a plain release's encoded record.
 enum Stored {
     Envelope(Vec<u8>),
-    Plain(Box<crate::plain::Record>),
+    Plain(Vec<u8>),
 }
 
 /// The answer of `check`.
@@ -460,6 +461,7 @@ impl Updater {
                 })?
             }
         };
+        p.admit_version(&version)?;
         let located = p.locate(&version);
         let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
             Error::SignaturePolicy("plain artifacts need a [signatures.cosign] table".into())
@@ -482,6 +484,7 @@ impl Updater {
             Err(e) => return Err(e),
         };
         let checked = crate::plain::Checked::verify(version, located, &checksums, &bundle, cosign)?;
+        p.unambiguous(&checked.version, &checksums)?;
         Ok(Candidate {
             release: Release::Plain(Box::new(checked)),
             pointer: None,
@@ -498,15 +501,28 @@ impl Updater {
             .join(format!("{v}.download"))
     }
 
-    /// The manifest to install and what to keep of its verification. A
-    /// plain artifact is downloaded (capped), checked against the signed
-    /// checksum, and its tree read into a manifest here.
-    fn materialize(&self, c: &Candidate) -> Result<(Manifest, Stored)> {
+    /// `<install_root>/.staging`, where releases are staged and plain
+    /// artifacts downloaded ([`private_dir`]).
+    fn staging_root(&self) -> Result<PathBuf> {
+        let dir = self.cfg.paths.install_root.join(".staging");
+        private_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// The manifest to install, what to keep of its verification and, for
+    /// a plain artifact, the downloaded tarball. A plain artifact is
+    /// downloaded (capped) into an unlinked file that only this process
+    /// holds, checked against the signed checksum, and its tree read into
+    /// a manifest here.
+    fn materialize(&self, c: &Candidate) -> Result<(Manifest, Stored, Option<std::fs::File>)> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
         let checked = match &c.release {
             Release::Signed { manifest, envelope } => {
                 return Ok((
                     manifest.manifest().clone(),
                     Stored::Envelope(envelope.clone()),
+                    None,
                 ));
             }
             Release::Plain(checked) => checked,
@@ -519,59 +535,75 @@ impl Updater {
                 what: "[plain]".into(),
                 reason: "is not configured".into(),
             })?;
+        let staging = self.staging_root()?;
         let dl = self.download_path(&checked.version);
-        let dir = self.cfg.paths.install_root.join(".staging");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        let _ = std::fs::remove_file(&dl);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&dl)
+            .map_err(|e| Error::io("create", &dl, e))?;
+        // Unlinked at once: nothing is left behind by a crash, and nothing
+        // can reach the bytes by name between the digest check and the
+        // extraction.
+        std::fs::remove_file(&dl).map_err(|e| Error::io("remove", &dl, e))?;
         (self.notes)(&format!(
             "downloading {} (at most {} bytes)",
             checked.located.file_name, p.max_size
         ));
-        let result = (|| {
-            let (digest, size) =
-                self.fetcher
-                    .download(&checked.located.artifact, p.max_size, &dl)?;
-            if digest != checked.sha256 {
-                return Err(Error::DigestMismatch {
-                    what: format!(
-                        "{} (signed checksum in {})",
-                        checked.located.file_name, checked.located.checksums
-                    ),
-                    expected: checked.sha256.to_string(),
-                    found: digest.to_string(),
-                });
-            }
-            let format = p.format()?;
-            let mut f = std::fs::File::open(&dl).map_err(|e| Error::io("read", &dl, e))?;
-            let files = crate::plain::scan(
-                &mut f,
-                format,
-                usize::from(p.strip_components),
-                &compile_globs(&p.config)?,
-                p.max_unpacked_size,
-                &self.limits,
-            )?;
-            let m = crate::plain::synthesize(
-                &self.cfg.product,
-                checked,
-                format,
-                size,
-                &p.config,
-                files,
-                &self.limits,
-            )?;
-            let record = crate::plain::Record {
-                located: checked.located.clone(),
-                checksums: checked.checksums.clone(),
-                bundle: checked.bundle.clone(),
-                proof: checked.proof.clone(),
-                manifest: m.clone(),
-            };
-            Ok((m, Stored::Plain(Box::new(record))))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&dl);
+        let (digest, size) =
+            self.fetcher
+                .download(&checked.located.artifact, p.max_size, &mut file, &staging)?;
+        if digest != checked.sha256 {
+            return Err(Error::DigestMismatch {
+                what: format!(
+                    "{} (signed checksum in {})",
+                    checked.located.file_name, checked.located.checksums
+                ),
+                expected: checked.sha256.to_string(),
+                found: digest.to_string(),
+            });
         }
-        result
+        let format = p.format()?;
+        let rewind = |f: &mut std::fs::File| {
+            f.seek(SeekFrom::Start(0))
+                .map(|_| ())
+                .map_err(|e| Error::io("seek", &dl, e))
+        };
+        rewind(&mut file)?;
+        let files = crate::plain::scan(
+            &mut std::io::BufReader::with_capacity(1 << 20, &mut file),
+            &checked.located.file_name,
+            format,
+            usize::from(p.strip_components),
+            &compile_globs(&p.config)?,
+            p.max_unpacked_size,
+            &self.limits,
+        )?;
+        let m = crate::plain::synthesize(
+            &self.cfg.product,
+            checked,
+            format,
+            size,
+            &p.config,
+            files,
+            &self.limits,
+        )?;
+        let record = crate::plain::Record {
+            located: checked.located.clone(),
+            checksums: checked.checksums.clone(),
+            bundle: checked.bundle.clone(),
+            proof: checked.proof.clone(),
+            manifest: m.clone(),
+        };
+        // Read back (rollback, verify, carry-over) with the cap a signed
+        // manifest has: a tree too large for it is refused now.
+        let bytes = record.encode(self.limits.envelope.max_envelope_bytes)?;
+        rewind(&mut file)?;
+        Ok((m, Stored::Plain(bytes), Some(file)))
     }
 
     /// The channel pointer, conditionally fetched, always re-verified.
@@ -858,7 +890,7 @@ impl Updater {
                 version: c.version().clone(),
             });
         }
-        let (m, stored) = self.materialize(&c)?;
+        let (m, stored, download) = self.materialize(&c)?;
         let to = m.version.clone();
         let from = st.current.clone();
         self.check_space(&m)?;
@@ -887,7 +919,7 @@ impl Updater {
         }
 
         // Stage: releases/<to>.partial, checked entry by entry, then renamed.
-        if let Err(e) = self.stage(&c, &m, from.as_ref()) {
+        if let Err(e) = self.stage(&m, download, from.as_ref()) {
             self.abort_staging(&to);
             self.state.clear_journal()?;
             self.history("apply", from, Some(to), "failed", Some(e.to_string()))?;
@@ -987,11 +1019,17 @@ impl Updater {
         Ok(())
     }
 
-    fn stage(&self, c: &Candidate, m: &Manifest, from: Option<&Version>) -> Result<()> {
+    /// Stages `m` from the repository, or, for a plain artifact, from the
+    /// `download` [`Updater::materialize`] verified.
+    fn stage(
+        &self,
+        m: &Manifest,
+        download: Option<std::fs::File>,
+        from: Option<&Version>,
+    ) -> Result<()> {
         let to = &m.version;
         let partial = self.staging_dir(to);
-        std::fs::create_dir_all(self.cfg.paths.install_root.join(".staging"))
-            .map_err(|e| Error::io("create", self.cfg.paths.install_root.join(".staging"), e))?;
+        self.staging_root()?;
         remove_tree(&partial)?;
         (self.notes)(&format!("downloading and staging {} {to}", m.product));
         // The SBOM the manifest pins, first: small, and a mismatch stops
@@ -1009,32 +1047,31 @@ impl Updater {
             s.matches(&bytes)?;
             self.state.save_sbom(to, &bytes)?;
         }
-        let (mut stream, layout): (Box<dyn std::io::Read + Send + '_>, _) = match &c.release {
-            Release::Signed { .. } => {
+        let (mut stream, layout): (Box<dyn std::io::Read + Send + '_>, _) = match download {
+            None => {
                 let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
                 (
                     self.fetcher.stream(&rel, m.artifact.size)?,
                     crate::extract::Layout::default(),
                 )
             }
-            // Verified and scanned already; extracted from the local copy
-            // (whose digest extraction checks once more).
-            Release::Plain(_) => {
-                let dl = self.download_path(to);
-                let f = std::fs::File::open(&dl).map_err(|e| Error::io("read", &dl, e))?;
-                let strip = self.cfg.plain.as_ref().map_or(0, |p| p.strip_components);
+            // Verified and scanned already; extracted from that same file
+            // (whose digest extraction checks once more), under the plain
+            // layout and the scan's decompression cap.
+            Some(f) => {
+                let p = self.cfg.plain.as_ref();
                 (
                     Box::new(f),
                     crate::extract::Layout {
                         plain: true,
-                        strip_components: usize::from(strip),
+                        strip_components: usize::from(p.map_or(0, |p| p.strip_components)),
+                        bound: p.map(|p| p.max_unpacked_size),
                     },
                 )
             }
         };
         crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
         drop(stream);
-        let _ = std::fs::remove_file(self.download_path(to));
         failpoint::hit("apply:after-extract");
         // Carry config and preserved paths over from the running release.
         if let Some(old) = from {
@@ -1350,11 +1387,26 @@ impl Updater {
         Ok(())
     }
 
+    /// The manifest `v` was installed from, unverified (what was checked
+    /// when it was installed). A record that exists but cannot be read is
+    /// said, not passed over in silence.
     fn stored_manifest(&self, v: &Version) -> Option<Manifest> {
-        if let Ok(Some(r)) = self.state.plain_record(v) {
-            return Some(r.manifest);
+        match self.state.plain_record(v) {
+            Ok(Some(r)) => return Some(r.manifest),
+            Ok(None) => {}
+            Err(e) => {
+                (self.notes)(&format!("the stored record of {v} cannot be read: {e}"));
+                return None;
+            }
         }
-        let bytes = self.state.manifest(v).ok()?;
+        if !self.state.manifest_path(v).exists() {
+            return None;
+        }
+        let bytes = self
+            .state
+            .manifest(v)
+            .map_err(|e| (self.notes)(&format!("the stored manifest of {v} cannot be read: {e}")))
+            .ok()?;
         let env = charter_keys::dsse::Envelope::from_slice(&bytes, &self.limits.envelope).ok()?;
         Manifest::from_payload(env.unverified_payload()).ok()
     }
@@ -1603,6 +1655,39 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, e))
 }
 
+/// Makes `dir` (0700) unless it exists, then refuses it when it is a
+/// symlink, another user's, or writable by group or others: root writes
+/// there, and nobody else may choose what it reads back.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create", dir, e)),
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+    let euid = rustix::process::geteuid().as_raw();
+    let problem = if !md.file_type().is_dir() {
+        Some("is not a directory (a symlink?)".to_owned())
+    } else if md.uid() != euid {
+        Some(format!("is owned by uid {}, not {euid}", md.uid()))
+    } else if md.mode() & 0o022 != 0 {
+        Some(format!(
+            "has mode {:o}: writable by others",
+            md.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(reason) => Err(Error::InvalidInput {
+            what: "staging directory",
+            reason: format!("{} {reason}", dir.display()),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Flushes a staged tree to disk: one syncfs(2) of its file system, then
 /// an fsync of the tree's top directory.
 fn sync_tree(path: &Path) -> Result<()> {
@@ -1802,4 +1887,34 @@ fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io("chmod", dest, e))?;
     let _ = std::os::unix::fs::fchown(&to, Some(md.uid()), Some(md.gid()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dir_is_made_0700_and_others_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("s");
+        private_dir(&d).unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+        private_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("writable by others"), "{e}");
+        let link = t.path().join("l");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        let e = private_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        let file = t.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(
+            private_dir(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+    }
 }

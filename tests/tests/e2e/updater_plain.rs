@@ -593,3 +593,72 @@ fn plain_downloads_restart_after_drops_and_stop_endless_data() {
         "the dropped download was not retried ({gets} GETs)"
     );
 }
+
+#[test]
+fn plain_prereleases_are_opt_in_and_sibling_names_are_not_versions() {
+    let p = Plain::new("");
+    let h = &p.h;
+    p.publish("1.0.0", true, "listen = 1\n");
+    h.update(&["apply"]).ok();
+    // A signed release candidate: a stable host does not take it, whether
+    // `latest` names it or --version does.
+    p.publish("2.0.0-rc.1", true, "listen = 2\n");
+    p.refused(&["apply"], "plain.allow_prerelease");
+    p.refused(&["apply", "--version", "2.0.0-rc.1"], "pre-release");
+
+    // 1.1.0 ships an arm64 tarball beside the amd64 one, both in the signed
+    // checksums.txt. A mirror copies 1.1.0's signed files to v1.1.0-arm64/
+    // and names 1.1.0-arm64 in LATEST: the arm64 line would read as that
+    // version's tarball.
+    let b = p.tree("1.1.0", true, "listen = 3\n");
+    p.pack("1.1.0", &b, &["panel-1.1.0"], &[]);
+    let d = p.dir("1.1.0");
+    std::fs::copy(
+        d.join("panel-1.1.0.tar.gz"),
+        d.join("panel-1.1.0-arm64.tar.gz"),
+    )
+    .unwrap();
+    let sum = |f: &str| hex::encode(sha2::Sha256::digest(std::fs::read(d.join(f)).unwrap()));
+    let text = format!(
+        "{}  panel-1.1.0.tar.gz\n{}  panel-1.1.0-arm64.tar.gz\n",
+        sum("panel-1.1.0.tar.gz"),
+        sum("panel-1.1.0-arm64.tar.gz")
+    );
+    p.write_signed("1.1.0", text.as_bytes(), &workflow("1.1.0"));
+    let fake = p.dir("1.1.0-arm64");
+    for f in [
+        "panel-1.1.0-arm64.tar.gz",
+        "checksums.txt",
+        "checksums.txt.sigstore.json",
+    ] {
+        std::fs::copy(d.join(f), fake.join(f)).unwrap();
+    }
+    p.latest("1.1.0-arm64");
+    p.refused(&["apply"], "pre-release");
+    // With pre-releases allowed, the checksum file is ambiguous about
+    // which name is 1.1.0's and is refused as such.
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        cfg.replace(
+            "strip_components = 1\n",
+            "strip_components = 1\nallow_prerelease = true\n",
+        ),
+    )
+    .unwrap();
+    p.refused(&["apply"], "is ambiguous");
+    p.refused(&["apply", "--version", "1.1.0"], "is ambiguous");
+    // A release candidate whose checksum file lists only its own tarball
+    // installs once allowed.
+    let rc = p.dir("2.0.0-rc.1");
+    let line = format!(
+        "{}  panel-2.0.0-rc.1.tar.gz\n",
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(rc.join("panel-2.0.0-rc.1.tar.gz")).unwrap()
+        ))
+    );
+    p.write_signed("2.0.0-rc.1", line.as_bytes(), &workflow("2.0.0-rc.1"));
+    p.latest("2.0.0-rc.1");
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("2.0.0-rc.1"));
+}
