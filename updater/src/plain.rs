@@ -958,6 +958,24 @@ mod tests {
         )
     }
 
+    /// A `Checked` for tarball bytes `t`, with no signature behind it
+    /// (unit tests of what happens after verification).
+    fn checked_for(t: &[u8]) -> Checked {
+        let v = Version::new(1, 0, 0);
+        Checked {
+            located: cfg("p-{version}.tar.gz").locate(&v),
+            version: v,
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256: Sha256Digest(Sha256::digest(t).into()),
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        }
+    }
+
     #[test]
     fn scan_implies_directories_and_skips_global_headers() {
         use tar::EntryType as T;
@@ -1090,18 +1108,7 @@ mod tests {
             ("./p-1/etc/app.conf", T::Regular, 0o640, b"a=1\n"),
         ]);
         let files = scan_tgz(&t, 1, 1 << 20).unwrap();
-        let c = Checked {
-            version: Version::new(1, 0, 0),
-            located: cfg("p-{version}.tar.gz").locate(&Version::new(1, 0, 0)),
-            checksums: String::new(),
-            bundle: String::new(),
-            sha256: Sha256Digest(Sha256::digest(&t).into()),
-            proof: CosignProof {
-                identity: None,
-                issuer: None,
-                integrated_time: None,
-            },
-        };
+        let c = checked_for(&t);
         let m = synthesize(
             "p",
             &c,
@@ -1148,19 +1155,7 @@ mod tests {
             ("b", T::Regular, 0o644, b"2"),
         ]);
         let files = scan_tgz(&t, 0, 1 << 20).unwrap();
-        let v = Version::new(1, 0, 0);
-        let c = Checked {
-            version: v.clone(),
-            located: cfg("p-{version}.tar.gz").locate(&v),
-            checksums: String::new(),
-            bundle: String::new(),
-            sha256: Sha256Digest(Sha256::digest(&t).into()),
-            proof: CosignProof {
-                identity: None,
-                issuer: None,
-                integrated_time: None,
-            },
-        };
+        let c = checked_for(&t);
         let m = synthesize(
             "p",
             &c,
@@ -1221,19 +1216,7 @@ mod tests {
             matches!(files.as_slice(), [Entry::File { size: 5, .. }]),
             "{files:?}"
         );
-        let v = Version::new(1, 0, 0);
-        let c = Checked {
-            version: v.clone(),
-            located: cfg("p-{version}.tar.gz").locate(&v),
-            checksums: String::new(),
-            bundle: String::new(),
-            sha256: Sha256Digest(Sha256::digest(&t).into()),
-            proof: CosignProof {
-                identity: None,
-                issuer: None,
-                integrated_time: None,
-            },
-        };
+        let c = checked_for(&t);
         let m = synthesize(
             "p",
             &c,
