@@ -922,8 +922,11 @@ mod tests {
         assert!(n("/etc/passwd", false, 0).is_err());
     }
 
-    /// A gzip'd tar of `(path, type, mode, body)` entries with raw paths.
-    fn tgz(entries: &[(&str, tar::EntryType, u32, &[u8])]) -> Vec<u8> {
+    /// `(path, type, mode, body)`; a symlink's body is its target.
+    type TarEntry<'a> = (&'a str, tar::EntryType, u32, &'a [u8]);
+
+    /// A gzip'd tar of entries with raw paths.
+    fn tgz(entries: &[TarEntry]) -> Vec<u8> {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let mut b = tar::Builder::new(gz);
         for (path, kind, mode, body) in entries {
@@ -1026,75 +1029,65 @@ mod tests {
     #[test]
     fn scan_refuses_duplicates_special_bits_and_bombs() {
         use tar::EntryType as T;
-        let dup = tgz(&[
-            ("a", T::Regular, 0o644, b"1"),
-            ("./a", T::Regular, 0o644, b"2"),
-        ]);
-        assert!(
-            scan_tgz(&dup, 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
-        let suid = tgz(&[("a", T::Regular, 0o4755, b"1")]);
-        assert!(
-            scan_tgz(&suid, 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("setuid")
-        );
-        let sticky = tgz(&[("d/", T::Directory, 0o1777, b"")]);
-        assert!(
-            scan_tgz(&sticky, 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("sticky")
-        );
-        let dev = tgz(&[("null", T::Char, 0o666, b"")]);
-        assert!(
-            scan_tgz(&dev, 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("character device")
-        );
-        let file_as_dir = tgz(&[
-            ("a", T::Regular, 0o644, b"1"),
-            ("a/b", T::Regular, 0o644, b"2"),
-        ]);
-        assert!(
-            scan_tgz(&file_as_dir, 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("not a directory")
-        );
         let big = vec![0u8; 1 << 20];
-        let bomb = tgz(&[("zeros", T::Regular, 0o644, &big)]);
-        assert!(bomb.len() < big.len() / 16);
-        let e = scan_tgz(&bomb, 0, 64 << 10).unwrap_err().to_string();
-        assert!(
-            e.contains("65536 bytes plain.max_unpacked_size allows"),
-            "{e}"
-        );
-        let empty = tgz(&[("p-1/", T::Directory, 0o755, b"")]);
-        assert!(
-            scan_tgz(&empty, 1, 1 << 20)
+        let cases: &[(&[TarEntry], usize, u64, &str)] = &[
+            (
+                &[
+                    ("a", T::Regular, 0o644, b"1"),
+                    ("./a", T::Regular, 0o644, b"2"),
+                ],
+                0,
+                1 << 20,
+                "twice",
+            ),
+            (&[("a", T::Regular, 0o4755, b"1")], 0, 1 << 20, "setuid"),
+            (&[("d/", T::Directory, 0o1777, b"")], 0, 1 << 20, "sticky"),
+            (
+                &[("null", T::Char, 0o666, b"")],
+                0,
+                1 << 20,
+                "character device",
+            ),
+            (
+                &[
+                    ("a", T::Regular, 0o644, b"1"),
+                    ("a/b", T::Regular, 0o644, b"2"),
+                ],
+                0,
+                1 << 20,
+                "not a directory",
+            ),
+            (
+                &[("zeros", T::Regular, 0o644, &big)],
+                0,
+                64 << 10,
+                "65536 bytes plain.max_unpacked_size allows",
+            ),
+            (
+                &[("p-1/", T::Directory, 0o755, b"")],
+                1,
+                1 << 20,
+                "no files",
+            ),
+            (
+                &[("README", T::Regular, 0o644, b"x")],
+                1,
+                1 << 20,
+                "fewer than",
+            ),
+        ];
+        for (entries, strip, max, needle) in cases {
+            let e = scan_tgz(&tgz(entries), *strip, *max)
                 .unwrap_err()
-                .to_string()
-                .contains("no files")
-        );
-        let shallow = tgz(&[("README", T::Regular, 0o644, b"x")]);
-        assert!(
-            scan_tgz(&shallow, 1, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("fewer than")
-        );
-        assert!(
-            scan_tgz(b"not gzip at all", 0, 1 << 20)
-                .unwrap_err()
-                .to_string()
-                .contains("does not unpack")
-        );
+                .to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // The bomb really is one: a small download.
+        assert!(tgz(&[("zeros", T::Regular, 0o644, &big)]).len() < big.len() / 16);
+        let e = scan_tgz(b"not gzip at all", 0, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not unpack"), "{e}");
     }
 
     #[test]
