@@ -102,25 +102,7 @@ pub fn load_public(path: &Path, pass: &PassphraseSource) -> Result<PublicKey> {
 
 /// Parses a duration like `90d`, `12h`, `2w`, `30m`, `45s`.
 pub fn parse_duration(text: &str) -> Result<SignedDuration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| anyhow!("duration `{text}` has no unit (use s, m, h, d or w)"))?;
-    let (n, unit) = text.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| anyhow!("duration `{text}` does not start with a number"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => bail!("duration `{text}`: unknown unit `{unit}` (use s, m, h, d or w)"),
-    };
-    n.checked_mul(secs)
-        .map(SignedDuration::from_secs)
-        .ok_or_else(|| anyhow!("duration `{text}` is too long"))
+    charter_updater::auto::parse_duration(text).map_err(|e| anyhow!(e))
 }
 
 /// Parses an expiry: a duration after `base`, or an RFC 3339 time.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auto::{AutoPolicy, Automatic};
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
 use crate::plain::PlainConfig;
 use crate::policy::{Require, SignaturesConfig};
@@ -157,6 +158,18 @@ pub struct Update {
     /// Extra globs of paths carried over from the running release.
     #[serde(default)]
     pub preserve: Vec<String>,
+    /// What `charter-update auto` (the timer) may install by itself.
+    #[serde(default)]
+    pub automatic: Automatic,
+    /// When it may (`DAYS HH:MM-HH:MM`; none: any time).
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// How long a release must have been out before `auto` installs it.
+    #[serde(default)]
+    pub min_age: Option<String>,
+    /// The zone of `windows` (an IANA name); default: the system's.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 impl Default for Update {
@@ -164,6 +177,10 @@ impl Default for Update {
         Update {
             keep_releases: default_keep(),
             preserve: Vec::new(),
+            automatic: Automatic::default(),
+            windows: Vec::new(),
+            min_age: None,
+            timezone: None,
         }
     }
 }
@@ -328,6 +345,7 @@ impl Config {
             ));
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
+        cfg.auto_policy().map_err(bad)?;
         if let Some(h) = &cfg.health {
             h.validate().map_err(|e| bad(format!("health: {e}")))?;
         }
@@ -347,6 +365,17 @@ impl Config {
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;
         }
         Ok(cfg)
+    }
+
+    /// The unattended-update policy of `[update]`.
+    pub fn auto_policy(&self) -> std::result::Result<AutoPolicy, String> {
+        let u = &self.update;
+        AutoPolicy::new(
+            u.automatic,
+            &u.windows,
+            u.min_age.as_deref(),
+            u.timezone.as_deref(),
+        )
     }
 
     /// The config path from `--config`, then CHARTER_CONFIG, then the default.

@@ -6,6 +6,7 @@
 //! numbers in comments refer to it.
 #![deny(missing_docs)]
 
+pub mod auto;
 pub mod backup;
 pub mod channel;
 pub mod config;

@@ -61,6 +61,10 @@ enum Cmd {
         #[arg(long)]
         retry_bad: bool,
     },
+    /// What the timer runs: install the channel's release if `[update]`
+    /// lets the host do so by itself now (automatic, windows, min_age),
+    /// else say why not and when it could.
+    Auto,
     /// Return to the previous release (marks the current one bad).
     Rollback,
     /// Installed, previous and bad versions, ratchet, pending transaction.
@@ -158,6 +162,47 @@ fn door_call(socket: &std::path::Path, action: &str) -> Result<ExitCode> {
     Ok(ExitCode::from(
         r.exit_code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1),
     ))
+}
+
+/// Prints how an `apply` or `auto` ended; exit status 3 when the new
+/// release was rolled back.
+fn report_outcome(outcome: &ApplyOutcome, json: bool) -> Result<ExitCode> {
+    if json {
+        print_json(outcome)?;
+    }
+    Ok(match outcome {
+        ApplyOutcome::UpToDate { version } => {
+            if !json {
+                outln!("{version} is already installed");
+            }
+            ExitCode::SUCCESS
+        }
+        ApplyOutcome::Installed { from, to } => {
+            if !json {
+                let from = from.as_ref().map_or("nothing".into(), ToString::to_string);
+                outln!("installed {to} (was {from})");
+            }
+            ExitCode::SUCCESS
+        }
+        ApplyOutcome::Deferred {
+            candidate,
+            reason,
+            until,
+        } => {
+            if !json {
+                match until {
+                    Some(t) => outln!("{candidate} is not installed now: {reason}; not before {t}"),
+                    None => outln!("{candidate} is not installed now: {reason}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ApplyOutcome::RolledBack { failed, to, reason } => {
+            let to = to.as_ref().map_or("nothing".into(), ToString::to_string);
+            eprintln!("charter-update: error: {failed} was rolled back to {to}: {reason}");
+            ExitCode::from(3)
+        }
+    })
 }
 
 /// The root side of the socket door (stdin and stdout are the connection).
@@ -279,31 +324,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Apply { version, retry_bad } => {
             let target = version.map_or(Target::Channel, Target::Version);
-            let outcome = updater.apply(&target, &ApplyOptions { retry_bad })?;
-            if json {
-                print_json(&outcome)?;
-            }
-            Ok(match &outcome {
-                ApplyOutcome::UpToDate { version } => {
-                    if !json {
-                        outln!("{version} is already installed");
-                    }
-                    ExitCode::SUCCESS
-                }
-                ApplyOutcome::Installed { from, to } => {
-                    if !json {
-                        let from = from.as_ref().map_or("nothing".into(), ToString::to_string);
-                        outln!("installed {to} (was {from})");
-                    }
-                    ExitCode::SUCCESS
-                }
-                ApplyOutcome::RolledBack { failed, to, reason } => {
-                    let to = to.as_ref().map_or("nothing".into(), ToString::to_string);
-                    eprintln!("charter-update: error: {failed} was rolled back to {to}: {reason}");
-                    ExitCode::from(3)
-                }
-            })
+            report_outcome(&updater.apply(&target, &ApplyOptions { retry_bad })?, json)
         }
+        Cmd::Auto => report_outcome(&updater.auto()?, json),
         Cmd::Rollback => {
             let outcome = updater.rollback()?;
             if json {

@@ -139,6 +139,15 @@ pub enum ApplyOutcome {
         /// After.
         to: Version,
     },
+    /// `auto` may not install the candidate by itself now.
+    Deferred {
+        /// What the channel offers.
+        candidate: Version,
+        /// Why not now.
+        reason: String,
+        /// When it could be, if that is known.
+        until: Option<Timestamp>,
+    },
     /// The new release failed and the old one runs again.
     RolledBack {
         /// The failed release (now marked bad).
@@ -875,8 +884,9 @@ impl Updater {
 
     // ---- apply -------------------------------------------------------
 
-    /// `apply`: the whole transaction.
-    pub fn apply(&self, target: &Target, opts: &ApplyOptions) -> Result<ApplyOutcome> {
+    /// Recovery, a clean staging area, the verified candidate, and the
+    /// host state with the check time recorded.
+    fn prepare(&self, target: &Target) -> Result<(Candidate, HostState)> {
         self.recover()?;
         // No transaction is open: whatever is under .staging is left over
         // from one that was interrupted before its journal was written.
@@ -885,14 +895,87 @@ impl Updater {
         let mut st = self.state.state()?;
         st.last_check = Some(self.clock.now());
         self.state.save_state(&st)?;
+        Ok((c, st))
+    }
+
+    /// `apply`: the whole transaction.
+    pub fn apply(&self, target: &Target, opts: &ApplyOptions) -> Result<ApplyOutcome> {
+        let (c, st) = self.prepare(target)?;
         if self.admissible(&c, &st, opts)?.is_some() {
             return Ok(ApplyOutcome::UpToDate {
                 version: c.version().clone(),
             });
         }
-        let (m, stored, download) = self.materialize(&c)?;
+        self.install(&c, st.current)
+    }
+
+    /// `auto` (docs/SPEC.md §11.12): what the channel offers, installed
+    /// when `[update]` lets the host install it by itself now, else
+    /// deferred with the reason. A release marked bad is deferred too
+    /// (`apply --retry-bad` is the operator's call); a rollback attack or a
+    /// missing entitlement is an error, as for `apply`.
+    pub fn auto(&self) -> Result<ApplyOutcome> {
+        let policy = self
+            .cfg
+            .auto_policy()
+            .map_err(|reason| Error::InvalidInput {
+                what: "[update]",
+                reason,
+            })?;
+        let (c, st) = self.prepare(&Target::Channel)?;
+        let candidate = c.version().clone();
+        match self.admissible(&c, &st, &ApplyOptions::default()) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Ok(ApplyOutcome::UpToDate { version: candidate }),
+            Err(Error::BadVersion { .. }) => {
+                return Ok(ApplyOutcome::Deferred {
+                    reason: format!(
+                        "{candidate} failed here before and is marked bad; \
+                         `charter-update apply --retry-bad` installs it"
+                    ),
+                    candidate,
+                    until: None,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let offer = match &c.release {
+            Release::Signed { manifest, .. } => {
+                let m = manifest.manifest();
+                crate::auto::Offer {
+                    security_fix: m.security_fix,
+                    out_since: c
+                        .pointer
+                        .as_ref()
+                        .map_or(m.released_at, |p| p.published_at.max(m.released_at)),
+                }
+            }
+            Release::Plain(p) => crate::auto::Offer {
+                security_fix: false,
+                out_since: p.released_at().unwrap_or_else(|| self.clock.now()),
+            },
+        };
+        match crate::auto::decide(&policy, &offer, self.clock.now()) {
+            crate::auto::Decision::Install => {
+                (self.notes)(&format!(
+                    "installing {candidate} by itself (update.automatic = \"{}\")",
+                    policy.automatic.name()
+                ));
+                self.install(&c, st.current)
+            }
+            crate::auto::Decision::Defer { reason, until } => Ok(ApplyOutcome::Deferred {
+                candidate,
+                reason,
+                until,
+            }),
+        }
+    }
+
+    /// Installs an admitted candidate: download, stage, swap, restart,
+    /// health check, then commit or roll back.
+    fn install(&self, c: &Candidate, from: Option<Version>) -> Result<ApplyOutcome> {
+        let (m, stored, download) = self.materialize(c)?;
         let to = m.version.clone();
-        let from = st.current.clone();
         self.check_space(&m)?;
 
         let mut j = Journal {

@@ -9,6 +9,7 @@ mod cli_manifest;
 mod cli_root;
 mod secrets;
 mod updater_attacks;
+mod updater_auto;
 mod updater_cosign;
 mod updater_crash;
 mod updater_flow;

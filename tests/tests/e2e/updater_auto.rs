@@ -1,0 +1,162 @@
+//! Unattended updates (`charter-update auto`, docs/SPEC.md §11.12): what the
+//! timer installs by itself under `[update] automatic`, `windows` and
+//! `min_age`, against a real repository and signed releases.
+
+use charter_tests::host::Host;
+use jiff::ToSpan;
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// A host whose `[update]` table holds `update` (times in UTC).
+fn host(update: &str) -> Host {
+    Host::with_config(&format!(
+        "[service]\nrestart = [\"/bin/true\"]\n[update]\ntimezone = \"UTC\"\n{update}\n"
+    ))
+}
+
+fn set_update(h: &Host, update: &str) {
+    h.write_config(
+        &h.server.url(),
+        &format!("[service]\nrestart = [\"/bin/true\"]\n[update]\ntimezone = \"UTC\"\n{update}\n"),
+    );
+}
+
+/// `auto --json`, which must exit 0.
+#[track_caller]
+fn auto(h: &Host) -> serde_json::Value {
+    h.update(&["auto", "--json"]).ok().json()
+}
+
+#[test]
+fn auto_installs_only_what_the_policy_allows() {
+    let h = host("");
+    h.publish("1.0.0", true, "listen = 1\n", &[]);
+    // Default: check only.
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert_eq!(a["candidate"], "1.0.0");
+    assert!(a["reason"].as_str().unwrap().contains("\"check\""), "{a}");
+    assert_eq!(h.current(), None);
+    let text = h.update(&["auto"]).ok().stdout;
+    assert!(text.contains("1.0.0 is not installed now"), "{text}");
+
+    // Security releases only.
+    set_update(&h, "automatic = \"security\"");
+    let a = auto(&h);
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a signed security fix"),
+        "{a}"
+    );
+    assert_eq!(h.current(), None);
+    h.publish("1.0.1", true, "listen = 1\n", &["--security-fix"]);
+    let a = auto(&h);
+    assert_eq!(a["result"], "installed", "{a}");
+    assert_eq!(h.current().as_deref(), Some("1.0.1"));
+
+    // Everything.
+    set_update(&h, "automatic = \"all\"");
+    h.publish("1.1.0", true, "listen = 2\n", &[]);
+    assert_eq!(auto(&h)["result"], "installed");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+    assert_eq!(auto(&h)["result"], "up-to-date");
+
+    // An unhealthy release is rolled back (exit 3); the next runs leave it
+    // alone until the operator retries it.
+    h.publish("1.2.0", false, "listen = 3\n", &[]);
+    let out = h.update(&["auto"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(a["reason"].as_str().unwrap().contains("--retry-bad"), "{a}");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+    let hist = h.update(&["history", "--json"]).ok().json();
+    assert_eq!(
+        hist.as_array().unwrap().len(),
+        3,
+        "deferrals write no history: {hist}"
+    );
+}
+
+#[test]
+fn auto_waits_for_the_window_and_min_age() {
+    // A window three days from today (UTC): never open now.
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let later = today.date().checked_add(3.days()).unwrap();
+    let day = DAYS[later.weekday().to_monday_zero_offset() as usize];
+    let h = host(&format!(
+        "automatic = \"all\"\nwindows = [\"{day} 02:00-04:00\"]"
+    ));
+    h.publish("1.0.0", true, "listen = 1\n", &[]);
+    let before = h.snapshot();
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside the maintenance windows"),
+        "{a}"
+    );
+    let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
+    let expect = later
+        .to_datetime(jiff::civil::time(2, 0, 0, 0))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    assert_eq!(until, expect, "{a}");
+    assert_eq!(before.0, h.snapshot().0, "nothing installed");
+    assert_eq!(h.current(), None);
+
+    // Inside a window, but the release is younger than min_age.
+    set_update(
+        &h,
+        "automatic = \"all\"\nwindows = [\"* 00:00-24:00\"]\nmin_age = \"1h\"",
+    );
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("update.min_age is 1h"),
+        "{a}"
+    );
+    let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
+    let now = jiff::Timestamp::now();
+    assert!(
+        until > now && until <= now + jiff::SignedDuration::from_hours(1),
+        "{a}"
+    );
+    assert_eq!(h.current(), None);
+
+    // Old enough and inside: installed.
+    set_update(
+        &h,
+        "automatic = \"all\"\nwindows = [\"* 00:00-24:00\"]\nmin_age = \"0s\"",
+    );
+    assert_eq!(auto(&h)["result"], "installed");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn auto_config_mistakes_are_named() {
+    let h = host("");
+    for (update, needle) in [
+        ("windows = [\"Sunday 02:00-03:00\"]", "update.windows"),
+        ("windows = [\"Sun 02:00-02:00\"]", "empty span"),
+        ("min_age = \"soon\"", "update.min_age"),
+        ("automatic = \"sometimes\"", "automatic"),
+    ] {
+        set_update(&h, update);
+        h.update(&["status"]).fails_with(needle);
+    }
+    h.write_config(
+        &h.server.url(),
+        "[update]\ntimezone = \"Mars/Olympus_Mons\"\n",
+    );
+    h.update(&["status"]).fails_with("update.timezone");
+}
