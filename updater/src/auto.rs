@@ -197,6 +197,8 @@ pub struct AutoPolicy {
     pub windows: Vec<Window>,
     /// How long a release must have been out.
     pub min_age: SignedDuration,
+    /// As written in the config, for messages.
+    pub min_age_text: String,
     /// The zone the windows are in.
     pub tz: TimeZone,
     /// Its name, for messages.
@@ -215,6 +217,8 @@ impl AutoPolicy {
             .iter()
             .map(|w| w.parse().map_err(|e| format!("update.windows: {e}")))
             .collect::<Result<Vec<Window>, String>>()?;
+        let min_age_text =
+            |d: SignedDuration| min_age.map_or_else(|| format!("{d:#}"), |t| t.trim().to_owned());
         let min_age = match min_age {
             Some(t) => {
                 let d = parse_duration(t).map_err(|e| format!("update.min_age: {e}"))?;
@@ -245,9 +249,31 @@ impl AutoPolicy {
             automatic,
             windows,
             min_age,
+            min_age_text: min_age_text(min_age),
             tz,
             tz_name,
         })
+    }
+}
+
+impl AutoPolicy {
+    /// One line for `status`.
+    pub fn describe(&self, windows: &[String]) -> String {
+        let what = match self.automatic {
+            Automatic::Check => return "nothing by itself (update.automatic = \"check\")".into(),
+            Automatic::Security => "signed security fixes",
+            Automatic::All => "every newer release",
+        };
+        let when = if windows.is_empty() {
+            "at any time".to_owned()
+        } else {
+            format!("in {} ({})", windows.join(", "), self.tz_name)
+        };
+        if self.min_age.is_zero() {
+            format!("{what}, {when}")
+        } else {
+            format!("{what}, {when}, once out for {}", self.min_age_text)
+        }
     }
 }
 
@@ -301,8 +327,8 @@ pub fn decide(p: &AutoPolicy, offer: &Offer, now: Timestamp) -> Decision {
     if now < ripe {
         return defer(
             format!(
-                "out since {} only; update.min_age is {:#}",
-                offer.out_since, p.min_age
+                "out since {} only; update.min_age is {}",
+                offer.out_since, p.min_age_text
             ),
             Some(ripe),
         );
@@ -455,6 +481,19 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn policies_describe_themselves() {
+        let p = policy(Automatic::All, &["Sun 02:00-05:00"], Some("2d"));
+        assert_eq!(
+            p.describe(&["Sun 02:00-05:00".into()]),
+            "every newer release, in Sun 02:00-05:00 (UTC), once out for 2d"
+        );
+        let p = policy(Automatic::Security, &[], None);
+        assert_eq!(p.describe(&[]), "signed security fixes, at any time");
+        let p = policy(Automatic::Check, &[], None);
+        assert!(p.describe(&[]).contains("nothing by itself"));
     }
 
     #[test]

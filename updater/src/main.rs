@@ -363,6 +363,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 outln!("releases: {}", s.releases_from);
                 outln!("requires: {}", s.signature_policy);
+                outln!("auto:     {}", s.automatic);
                 if let Some(h) = &s.recovered {
                     outln!("recovered: {} {}", h.op, h.result);
                 }

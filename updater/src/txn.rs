@@ -185,6 +185,8 @@ pub struct Status {
     /// Where releases come from: charter manifests through the channel
     /// pointer, or plain artifacts (`[plain]`).
     pub releases_from: String,
+    /// What `auto` (the timer) installs by itself, and when.
+    pub automatic: String,
     /// The signatures a release needs (`[signatures]`).
     pub signature_policy: String,
     /// Secret config fields written in plain text (each one a warning).
@@ -1592,6 +1594,10 @@ impl Updater {
                 ),
                 None => format!("charter manifests, channel {}", self.cfg.channel),
             },
+            automatic: self
+                .cfg
+                .auto_policy()
+                .map_or_else(|e| e, |p| p.describe(&self.cfg.update.windows)),
             signature_policy: self.signatures.describe(),
             plain_secrets: self
                 .cfg

@@ -140,6 +140,11 @@ fn auto_waits_for_the_window_and_min_age() {
     );
     assert_eq!(auto(&h)["result"], "installed");
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let st = h.status();
+    assert_eq!(
+        st["automatic"], "every newer release, in * 00:00-24:00 (UTC)",
+        "{st}"
+    );
 }
 
 #[test]
