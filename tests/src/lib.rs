@@ -3,6 +3,7 @@
 //! changed nothing.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod hook;
 pub mod host;
 pub mod server;
 pub mod sigstore;

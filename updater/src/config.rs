@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::auto::{AutoPolicy, Automatic};
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
+use crate::notify::NotifyConfig;
 use crate::plain::PlainConfig;
 use crate::policy::{Require, SignaturesConfig};
 use crate::{Error, Result};
@@ -55,6 +56,9 @@ pub struct Config {
     /// charter manifests and channel pointers (docs/SPEC.md §13.5).
     #[serde(default)]
     pub plain: Option<PlainConfig>,
+    /// A webhook that hears of installs, rollbacks and failures.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
 }
 
 /// Where the license agent's configuration is.
@@ -234,11 +238,15 @@ impl Config {
     pub fn secrets(&self) -> Vec<(&'static str, &SecretValue)> {
         let r = &self.repository;
         [
-            ("repository.token", &r.token),
-            ("repository.password", &r.password),
+            ("repository.token", r.token.as_ref()),
+            ("repository.password", r.password.as_ref()),
+            (
+                "notify.secret",
+                self.notify.as_ref().and_then(|n| n.secret.as_ref()),
+            ),
         ]
         .into_iter()
-        .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        .filter_map(|(n, v)| v.map(|v| (n, v)))
         .collect()
     }
 
@@ -252,6 +260,9 @@ impl Config {
             if let Some(v) = v {
                 v.resolve(name, key)?;
             }
+        }
+        if let Some(v) = self.notify.as_mut().and_then(|n| n.secret.as_mut()) {
+            v.resolve("notify.secret", key)?;
         }
         Ok(())
     }
@@ -346,6 +357,9 @@ impl Config {
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
         cfg.auto_policy().map_err(bad)?;
+        if let Some(n) = &cfg.notify {
+            n.validate().map_err(bad)?;
+        }
         if let Some(h) = &cfg.health {
             h.validate().map_err(|e| bad(format!("health: {e}")))?;
         }

@@ -105,42 +105,11 @@ impl Fetcher {
             });
         }
         let timeout = Duration::from_secs(u64::from(repo.timeout_secs.max(1)));
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(ca) = &repo.ca_file {
-            let pem = charter_keys::fsutil::read_capped(ca, 4 << 20, "a CA bundle")?;
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::Config {
-                    path: ca.clone(),
-                    reason: format!("not a PEM certificate bundle: {e}"),
-                })?;
-            if certs.is_empty() {
-                return Err(Error::Config {
-                    path: ca.clone(),
-                    reason: "holds no certificate".into(),
-                });
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        if repo.insecure_skip_tls_verify {
-            tls = tls.disable_verification(true);
-        }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .accept_encoding("identity")
-            .user_agent(concat!("charter-update/", env!("CARGO_PKG_VERSION")))
-            .max_redirects(5)
-            .tls_config(tls.build())
-            .build()
-            .new_agent();
+        let agent = http_agent(
+            repo.ca_file.as_deref(),
+            repo.insecure_skip_tls_verify,
+            timeout,
+        )?;
         let mut base = repo.url.clone();
         if !base.ends_with('/') {
             base.push('/');
@@ -484,6 +453,52 @@ impl Fetcher {
     }
 }
 
+/// An HTTP client: `ca_file` (PEM) instead of the built-in roots when
+/// given, `timeout` for connecting and for each read, five redirects, no
+/// content encoding, HTTP errors returned as statuses.
+pub fn http_agent(
+    ca_file: Option<&std::path::Path>,
+    insecure: bool,
+    timeout: Duration,
+) -> Result<ureq::Agent> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(ca) = ca_file {
+        let pem = charter_keys::fsutil::read_capped(ca, 4 << 20, "a CA bundle")?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Config {
+                path: ca.to_owned(),
+                reason: format!("not a PEM certificate bundle: {e}"),
+            })?;
+        if certs.is_empty() {
+            return Err(Error::Config {
+                path: ca.to_owned(),
+                reason: "holds no certificate".into(),
+            });
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    if insecure {
+        tls = tls.disable_verification(true);
+    }
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .accept_encoding("identity")
+        .user_agent(concat!("charter-update/", env!("CARGO_PKG_VERSION")))
+        .max_redirects(5)
+        .tls_config(tls.build())
+        .build()
+        .new_agent())
+}
+
 fn http_error(url: &str, e: ureq::Error) -> Error {
     Error::Http {
         url: url.into(),
@@ -673,7 +688,9 @@ impl Read for ResumingReader<'_> {
 }
 
 /// The plaintext of a resolved secret field.
-fn secret(
+/// A resolved secret field's plain text (an error names the field when
+/// it is still encrypted).
+pub(crate) fn secret(
     v: &charter_keys::confsecret::SecretValue,
     field: &str,
 ) -> Result<zeroize::Zeroizing<String>> {

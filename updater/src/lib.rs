@@ -16,6 +16,7 @@ pub mod extract;
 pub mod failpoint;
 pub mod fetch;
 pub mod manifest;
+pub mod notify;
 pub mod pack;
 pub mod path;
 pub mod plain;

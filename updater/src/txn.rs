@@ -202,6 +202,7 @@ pub struct Updater {
     limits: Limits,
     notes: Box<dyn Fn(&str)>,
     signatures: SignaturePolicy,
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl std::fmt::Debug for Updater {
@@ -231,6 +232,11 @@ impl Updater {
                 "WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
             ));
         }
+        let notifier = cfg
+            .notify
+            .as_ref()
+            .map(crate::notify::Notifier::new)
+            .transpose()?;
         Ok(Updater {
             cfg,
             state,
@@ -239,6 +245,7 @@ impl Updater {
             limits: Limits::default(),
             notes,
             signatures,
+            notifier,
         })
     }
 
@@ -902,13 +909,90 @@ impl Updater {
 
     /// `apply`: the whole transaction.
     pub fn apply(&self, target: &Target, opts: &ApplyOptions) -> Result<ApplyOutcome> {
-        let (c, st) = self.prepare(target)?;
-        if self.admissible(&c, &st, opts)?.is_some() {
-            return Ok(ApplyOutcome::UpToDate {
-                version: c.version().clone(),
-            });
+        let (c, st) = self
+            .prepare(target)
+            .inspect_err(|e| self.announce_failure(None, e))?;
+        match self.admissible(&c, &st, opts) {
+            Ok(Some(_)) => {
+                return Ok(ApplyOutcome::UpToDate {
+                    version: c.version().clone(),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.announce_failure(Some(c.version().clone()), &e);
+                return Err(e);
+            }
         }
         self.install(&c, st.current)
+    }
+
+    /// Sends an event to the `[notify]` webhook, if any; a delivery
+    /// failure is noted, never returned.
+    fn announce(
+        &self,
+        kind: crate::notify::EventKind,
+        release: Option<Version>,
+        running: Option<Version>,
+        reason: Option<String>,
+    ) {
+        let Some(n) = &self.notifier else { return };
+        if !n.wants(kind) {
+            return;
+        }
+        let ev = crate::notify::Event::new(
+            kind,
+            &self.cfg.product,
+            release,
+            running,
+            reason,
+            self.clock.now(),
+        );
+        if let Err(e) = n.send(&ev) {
+            (self.notes)(&format!("the {} event was not delivered: {e}", kind.name()));
+        }
+    }
+
+    /// A `failed` event for an update that stopped before installing.
+    fn announce_failure(&self, release: Option<Version>, e: &Error) {
+        let running = self.state.state().ok().and_then(|s| s.current);
+        self.announce(
+            crate::notify::EventKind::Failed,
+            release,
+            running,
+            Some(e.to_string()),
+        );
+    }
+
+    /// The event an outcome makes.
+    fn announce_outcome(&self, o: &ApplyOutcome) {
+        use crate::notify::EventKind;
+        match o {
+            ApplyOutcome::UpToDate { .. } => {}
+            ApplyOutcome::Installed { to, .. } => self.announce(
+                EventKind::Installed,
+                Some(to.clone()),
+                Some(to.clone()),
+                None,
+            ),
+            ApplyOutcome::Deferred {
+                candidate, reason, ..
+            } => {
+                let running = self.state.state().ok().and_then(|s| s.current);
+                self.announce(
+                    EventKind::Deferred,
+                    Some(candidate.clone()),
+                    running,
+                    Some(reason.clone()),
+                )
+            }
+            ApplyOutcome::RolledBack { failed, to, reason } => self.announce(
+                EventKind::RolledBack,
+                Some(failed.clone()),
+                to.clone(),
+                Some(reason.clone()),
+            ),
+        }
     }
 
     /// `auto` (docs/SPEC.md §11.12): what the channel offers, installed
@@ -924,22 +1008,29 @@ impl Updater {
                 what: "[update]",
                 reason,
             })?;
-        let (c, st) = self.prepare(&Target::Channel)?;
+        let (c, st) = self
+            .prepare(&Target::Channel)
+            .inspect_err(|e| self.announce_failure(None, e))?;
         let candidate = c.version().clone();
         match self.admissible(&c, &st, &ApplyOptions::default()) {
             Ok(None) => {}
             Ok(Some(_)) => return Ok(ApplyOutcome::UpToDate { version: candidate }),
             Err(Error::BadVersion { .. }) => {
-                return Ok(ApplyOutcome::Deferred {
+                let o = ApplyOutcome::Deferred {
                     reason: format!(
                         "{candidate} failed here before and is marked bad; \
                          `charter-update apply --retry-bad` installs it"
                     ),
                     candidate,
                     until: None,
-                });
+                };
+                self.announce_outcome(&o);
+                return Ok(o);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.announce_failure(Some(candidate), &e);
+                return Err(e);
+            }
         }
         let offer = match &c.release {
             Release::Signed { manifest, .. } => {
@@ -965,17 +1056,30 @@ impl Updater {
                 ));
                 self.install(&c, st.current)
             }
-            crate::auto::Decision::Defer { reason, until } => Ok(ApplyOutcome::Deferred {
-                candidate,
-                reason,
-                until,
-            }),
+            crate::auto::Decision::Defer { reason, until } => {
+                let o = ApplyOutcome::Deferred {
+                    candidate,
+                    reason,
+                    until,
+                };
+                self.announce_outcome(&o);
+                Ok(o)
+            }
         }
     }
 
     /// Installs an admitted candidate: download, stage, swap, restart,
     /// health check, then commit or roll back.
     fn install(&self, c: &Candidate, from: Option<Version>) -> Result<ApplyOutcome> {
+        let r = self.install_inner(c, from);
+        match &r {
+            Ok(o) => self.announce_outcome(o),
+            Err(e) => self.announce_failure(Some(c.version().clone()), e),
+        }
+        r
+    }
+
+    fn install_inner(&self, c: &Candidate, from: Option<Version>) -> Result<ApplyOutcome> {
         let (m, stored, download) = self.materialize(c)?;
         let to = m.version.clone();
         self.check_space(&m)?;
@@ -1369,11 +1473,13 @@ impl Updater {
         }
         let reason = "rollback requested".to_string();
         self.rollback_inner(&current, Some(prev.clone()), &reason, true, false)?;
-        Ok(ApplyOutcome::RolledBack {
+        let o = ApplyOutcome::RolledBack {
             failed: current,
             to: Some(prev),
             reason,
-        })
+        };
+        self.announce_outcome(&o);
+        Ok(o)
     }
 
     fn rollback_inner(

@@ -15,7 +15,12 @@ use crate::cli::SecretsCmd;
 use crate::util::print_json;
 
 /// Every secret field of charter's configs: `table.key`.
-pub const SECRET_FIELDS: &[&str] = &["repository.token", "repository.password", "status.token"];
+pub const SECRET_FIELDS: &[&str] = &[
+    "repository.token",
+    "repository.password",
+    "notify.secret",
+    "status.token",
+];
 
 const MAX_CONFIG: u64 = 1 << 20;
 

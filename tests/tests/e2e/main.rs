@@ -14,4 +14,5 @@ mod updater_cosign;
 mod updater_crash;
 mod updater_flow;
 mod updater_network;
+mod updater_notify;
 mod updater_plain;

@@ -1,0 +1,311 @@
+//! Update events posted to a webhook (docs/SPEC.md §11.13): `[notify]` in
+//! charter.toml names a URL; after an update installs, rolls back, fails
+//! or is deferred, charter-update POSTs one JSON event there, signed with
+//! HMAC-SHA256 under `notify.secret` the way GitHub signs its webhooks
+//! (`X-Charter-Signature: sha256=<hex>` over the exact body bytes).
+//!
+//! Delivery is best effort: a webhook that is down never fails or undoes
+//! an update. It is tried three times within `timeout_secs` each, and a
+//! failure is printed on stderr. Every event carries a random id and its
+//! time inside the signed body, so a receiver can refuse replays.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use charter_keys::confsecret::SecretValue;
+use hmac::{KeyInit, Mac};
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Largest response body read (and thrown away) from the webhook.
+const MAX_RESPONSE_BYTES: u64 = 64 << 10;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A release was installed and is healthy.
+    Installed,
+    /// A release failed after the swap and the previous one runs again
+    /// (also a rollback the operator asked for).
+    RolledBack,
+    /// An update stopped before the swap (nothing changed).
+    Failed,
+    /// `auto` found a release it may not install by itself yet.
+    Deferred,
+}
+
+impl EventKind {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Installed => "installed",
+            EventKind::RolledBack => "rolled-back",
+            EventKind::Failed => "failed",
+            EventKind::Deferred => "deferred",
+        }
+    }
+}
+
+fn default_events() -> Vec<EventKind> {
+    vec![
+        EventKind::Installed,
+        EventKind::RolledBack,
+        EventKind::Failed,
+    ]
+}
+
+fn default_timeout() -> u32 {
+    10
+}
+
+/// `[notify]` in charter.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Where events are POSTed (https:// or http://).
+    pub url: String,
+    /// HMAC key for `X-Charter-Signature` (secret: may be `enc:v1:`).
+    #[serde(default)]
+    pub secret: Option<SecretValue>,
+    /// Which events are sent.
+    #[serde(default = "default_events")]
+    pub events: Vec<EventKind>,
+    /// Seconds one attempt may take.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u32,
+    /// PEM file of CA certificates to trust instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl NotifyConfig {
+    /// Checks the URL and the numbers; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(format!(
+                "notify.url `{}` must start with https:// or http://",
+                self.url
+            ));
+        }
+        if let Some(rest) = self.url.split("://").nth(1)
+            && rest.split('/').next().is_some_and(|a| a.contains('@'))
+        {
+            return Err("notify.url must not carry credentials".into());
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 300 {
+            return Err("notify.timeout_secs must be within 1..=300".into());
+        }
+        if self.events.is_empty() {
+            return Err("notify.events is empty: leave [notify] out instead".into());
+        }
+        if let Some(p) = &self.ca_file
+            && !p.is_absolute()
+        {
+            return Err(format!(
+                "notify.ca_file `{}` must be an absolute path",
+                p.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One event (the JSON body).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// What happened.
+    pub event: EventKind,
+    /// Random, 128 bits, hex: a receiver can drop an id it saw.
+    pub id: String,
+    /// When it was sent.
+    pub time: Timestamp,
+    /// The host's name.
+    pub host: String,
+    /// The product.
+    pub product: String,
+    /// The release the event is about: installed, failed (when known),
+    /// deferred, or rolled back from.
+    pub release: Option<Version>,
+    /// The release running after it.
+    pub running: Option<Version>,
+    /// Why (failures, rollbacks, deferrals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// An event for this host, now.
+    pub fn new(
+        kind: EventKind,
+        product: &str,
+        release: Option<Version>,
+        running: Option<Version>,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Self {
+        let mut id = [0u8; 16];
+        // A failing RNG leaves a zero id, which only weakens replay
+        // detection of this one event; the update goes on.
+        let _ = getrandom::fill(&mut id);
+        Event {
+            event: kind,
+            id: hex::encode(id),
+            time: now,
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            product: product.to_owned(),
+            release,
+            running,
+            reason,
+        }
+    }
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(`key`, `body`).
+pub fn signature(key: &[u8], body: &[u8]) -> String {
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    m.update(body);
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// Sends events to the configured webhook.
+pub struct Notifier {
+    url: String,
+    events: Vec<EventKind>,
+    key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Notifier({})", self.url)
+    }
+}
+
+impl Notifier {
+    /// Prepares the client (the secret must be resolved already).
+    pub fn new(cfg: &NotifyConfig) -> Result<Self> {
+        let key = match &cfg.secret {
+            Some(s) => Some(zeroize::Zeroizing::new(
+                crate::fetch::secret(s, "notify.secret")?
+                    .as_bytes()
+                    .to_vec(),
+            )),
+            None => None,
+        };
+        let agent = crate::fetch::http_agent(
+            cfg.ca_file.as_deref(),
+            false,
+            Duration::from_secs(u64::from(cfg.timeout_secs)),
+        )?;
+        Ok(Notifier {
+            url: cfg.url.clone(),
+            events: cfg.events.clone(),
+            key,
+            agent,
+        })
+    }
+
+    /// Whether `kind` is sent at all.
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.events.contains(&kind)
+    }
+
+    /// POSTs `ev` (if its kind is wanted): up to three attempts, 2xx is
+    /// delivered. The error says what the webhook answered, never the
+    /// secret.
+    pub fn send(&self, ev: &Event) -> std::result::Result<(), String> {
+        if !self.wants(ev.event) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+            }
+            let mut req = self
+                .agent
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("X-Charter-Event", ev.event.name())
+                .header("X-Charter-Delivery", ev.id.as_str());
+            if let Some(k) = &self.key {
+                req = req.header("X-Charter-Signature", signature(k, &body));
+            }
+            match req.send(&body[..]) {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let _ = std::io::copy(
+                        &mut resp
+                            .into_body()
+                            .into_with_config()
+                            .limit(MAX_RESPONSE_BYTES)
+                            .reader(),
+                        &mut std::io::sink(),
+                    );
+                    if (200..300).contains(&status) {
+                        return Ok(());
+                    }
+                    last = format!("{} answered {status}", self.url);
+                    if status < 500 && status != 408 && status != 429 {
+                        break;
+                    }
+                }
+                Err(e) => last = format!("{}: {e}", self.url),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_rfc_4231_case_2() {
+        // RFC 4231, test case 2: key "Jefe".
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let base = |url: &str| NotifyConfig {
+            url: url.into(),
+            secret: None,
+            events: default_events(),
+            timeout_secs: 10,
+            ca_file: None,
+        };
+        base("https://panel.example/hook").validate().unwrap();
+        assert!(
+            base("ftp://x/")
+                .validate()
+                .unwrap_err()
+                .contains("notify.url")
+        );
+        assert!(
+            base("https://u:p@x/")
+                .validate()
+                .unwrap_err()
+                .contains("credentials")
+        );
+        let mut c = base("https://x/");
+        c.timeout_secs = 0;
+        assert!(c.validate().unwrap_err().contains("timeout_secs"));
+        let mut c = base("https://x/");
+        c.events.clear();
+        assert!(c.validate().unwrap_err().contains("notify.events"));
+    }
+}
