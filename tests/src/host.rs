@@ -300,6 +300,7 @@ impl Host {
                 if let Some(o) = v.as_object_mut() {
                     o.remove("last_check");
                     o.remove("pointer_published");
+                    o.remove("offered");
                 }
                 v
             })

@@ -89,7 +89,7 @@ fn day_index(s: &str) -> Option<usize> {
 
 fn minutes(s: &str, end: bool) -> Option<u16> {
     let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
@@ -148,13 +148,29 @@ impl std::str::FromStr for Window {
         if start == end {
             return Err(bad("empty span"));
         }
-        Ok(Window { days, start, end })
+        let w = Window { days, start, end };
+        if w.minutes() < 60 {
+            return Err(bad(
+                "shorter than an hour: charter-update.timer starts `auto` hourly, \
+                 up to 15 minutes late, and could miss it",
+            ));
+        }
+        Ok(w)
     }
 }
 
 impl Window {
     fn crosses_midnight(&self) -> bool {
         self.end <= self.start
+    }
+
+    /// Its length in minutes.
+    fn minutes(&self) -> u16 {
+        if self.crosses_midnight() {
+            1440 - self.start + self.end
+        } else {
+            self.end - self.start
+        }
     }
 
     /// Whether local time `now` is inside the window.
@@ -230,6 +246,8 @@ impl AutoPolicy {
             None => SignedDuration::ZERO,
         };
         let (tz, tz_name) = match timezone {
+            // UTC needs no time zone database.
+            Some(name) if name.eq_ignore_ascii_case("UTC") => (TimeZone::UTC, "UTC".to_owned()),
             Some(name) => (
                 TimeZone::get(name).map_err(|e| {
                     format!("update.timezone `{name}` is not a known time zone: {e}")
@@ -385,7 +403,7 @@ mod tests {
         assert!(weekdays.contains(&mon_0100) && !weekdays.contains(&sun_0300));
         let wrap: Window = "Fri-Mon 00:00-24:00".parse().unwrap();
         assert!(wrap.contains(&sun_0300) && wrap.contains(&mon_0100));
-        let list: Window = "Sat,Sun 02:59-03:01".parse().unwrap();
+        let list: Window = "Sat,Sun 02:30-03:30".parse().unwrap();
         assert!(list.contains(&sun_0300));
         let all: Window = "* 00:00-24:00".parse().unwrap();
         assert!(all.contains(&sun_0600));
@@ -397,6 +415,8 @@ mod tests {
             "Sun 02:00-25:00",
             "Sun 24:00-02:00",
             "Sun 02:00-02:00",
+            "Sun 02:00-02:59",
+            "Sun +2:00-03:00",
             "Sun 02:00-03:00 extra",
         ] {
             let e = bad.parse::<Window>().unwrap_err();

@@ -356,7 +356,15 @@ impl Config {
             ));
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
-        cfg.auto_policy().map_err(bad)?;
+        // The time zone is looked up when `auto` runs, not here: a host
+        // without the zone database must still be able to roll back.
+        AutoPolicy::new(
+            cfg.update.automatic,
+            &cfg.update.windows,
+            cfg.update.min_age.as_deref(),
+            None,
+        )
+        .map_err(bad)?;
         if let Some(n) = &cfg.notify {
             n.validate().map_err(bad)?;
         }

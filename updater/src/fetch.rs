@@ -109,6 +109,8 @@ impl Fetcher {
             repo.ca_file.as_deref(),
             repo.insecure_skip_tls_verify,
             timeout,
+            5,
+            None,
         )?;
         let mut base = repo.url.clone();
         if !base.ends_with('/') {
@@ -454,12 +456,15 @@ impl Fetcher {
 }
 
 /// An HTTP client: `ca_file` (PEM) instead of the built-in roots when
-/// given, `timeout` for connecting and for each read, five redirects, no
+/// given, `timeout` for connecting and for each read, `redirects`
+/// redirects followed, `overall` bounding a whole request when given, no
 /// content encoding, HTTP errors returned as statuses.
 pub fn http_agent(
     ca_file: Option<&std::path::Path>,
     insecure: bool,
     timeout: Duration,
+    redirects: u32,
+    overall: Option<Duration>,
 ) -> Result<ureq::Agent> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if let Some(ca) = ca_file {
@@ -493,7 +498,8 @@ pub fn http_agent(
         .timeout_recv_response(Some(timeout))
         .accept_encoding("identity")
         .user_agent(concat!("charter-update/", env!("CARGO_PKG_VERSION")))
-        .max_redirects(5)
+        .max_redirects(redirects)
+        .timeout_global(overall)
         .tls_config(tls.build())
         .build()
         .new_agent())

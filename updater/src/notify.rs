@@ -5,9 +5,13 @@
 //! (`X-Charter-Signature: sha256=<hex>` over the exact body bytes).
 //!
 //! Delivery is best effort: a webhook that is down never fails or undoes
-//! an update. It is tried three times within `timeout_secs` each, and a
-//! failure is printed on stderr. Every event carries a random id and its
-//! time inside the signed body, so a receiver can refuse replays.
+//! an update. It is tried three times, each attempt bounded as a whole by
+//! `timeout_secs`, redirects are not followed (a POST turned into a GET
+//! elsewhere would lose the event, or send its headers to another host),
+//! and a failure is printed on stderr with the URL's scheme and host only
+//! (chat webhooks carry their token in the path). Every event carries a
+//! random id and its time inside the signed body, so a receiver can
+//! refuse replays.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,9 +23,6 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-
-/// Largest response body read (and thrown away) from the webhook.
-const MAX_RESPONSE_BYTES: u64 = 64 << 10;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,13 @@ impl NotifyConfig {
         }
         if self.events.is_empty() {
             return Err("notify.events is empty: leave [notify] out instead".into());
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| !s.is_encrypted() && s.expose().is_some_and(str::is_empty))
+        {
+            return Err("notify.secret is empty".into());
         }
         if let Some(p) = &self.ca_file
             && !p.is_absolute()
@@ -185,7 +193,19 @@ pub struct Notifier {
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Notifier({})", self.url)
+        write!(f, "Notifier({})", redacted(&self.url))
+    }
+}
+
+/// `scheme://host[:port]/…`: what messages show of a webhook URL, whose
+/// path may be its credential.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if rest.len() > host.len() {
+        format!("{scheme}://{host}/…")
+    } else {
+        format!("{scheme}://{host}")
     }
 }
 
@@ -200,11 +220,14 @@ impl Notifier {
             )),
             None => None,
         };
-        let agent = crate::fetch::http_agent(
-            cfg.ca_file.as_deref(),
-            false,
-            Duration::from_secs(u64::from(cfg.timeout_secs)),
-        )?;
+        let t = Duration::from_secs(u64::from(cfg.timeout_secs));
+        let agent = crate::fetch::http_agent(cfg.ca_file.as_deref(), false, t, 0, Some(t))?;
+        if key.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(crate::Error::InvalidInput {
+                what: "notify.secret",
+                reason: "is empty".into(),
+            });
+        }
         Ok(Notifier {
             url: cfg.url.clone(),
             events: cfg.events.clone(),
@@ -229,7 +252,7 @@ impl Notifier {
         let mut last = String::new();
         for attempt in 0..3u32 {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 << attempt));
+                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
             }
             let mut req = self
                 .agent
@@ -241,25 +264,28 @@ impl Notifier {
                 req = req.header("X-Charter-Signature", signature(k, &body));
             }
             match req.send(&body[..]) {
+                // The body is not read: only the status matters.
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let _ = std::io::copy(
-                        &mut resp
-                            .into_body()
-                            .into_with_config()
-                            .limit(MAX_RESPONSE_BYTES)
-                            .reader(),
-                        &mut std::io::sink(),
-                    );
                     if (200..300).contains(&status) {
                         return Ok(());
                     }
-                    last = format!("{} answered {status}", self.url);
+                    last = format!("{} answered {status}", redacted(&self.url));
+                    if (300..400).contains(&status) {
+                        last.push_str(
+                            " (redirects are not followed: set notify.url to the target)",
+                        );
+                        break;
+                    }
                     if status < 500 && status != 408 && status != 429 {
                         break;
                     }
                 }
-                Err(e) => last = format!("{}: {e}", self.url),
+                Err(e) => {
+                    // ureq's message may repeat the URL.
+                    let msg = e.to_string().replace(&self.url, &redacted(&self.url));
+                    last = format!("{}: {msg}", redacted(&self.url));
+                }
             }
         }
         Err(last)
@@ -277,6 +303,15 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_path() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(redacted("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 
     #[test]

@@ -166,7 +166,31 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
             .map_err(|e| e.to_string())
     };
     r.push("repository", repo);
-    // 7. The license, when updates are gated on it.
+    // 7. What the timer may install by itself (the time zone is looked up
+    //    here), and the webhook.
+    r.push(
+        "auto",
+        cfg.auto_policy().map(|p| p.describe(&cfg.update.windows)),
+    );
+    if let Some(n) = &cfg.notify {
+        r.push(
+            "notify",
+            crate::notify::Notifier::new(n)
+                .map(|_| {
+                    format!(
+                        "events {} to {}",
+                        n.events
+                            .iter()
+                            .map(|e| e.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        crate::notify::redacted(&n.url)
+                    )
+                })
+                .map_err(|e| e.to_string()),
+        );
+    }
+    // 8. The license, when updates are gated on it.
     if let Some(lc) = &cfg.license {
         let lic = charter_agent::config::Config::load(&lc.agent_config)
             .map_err(|e| e.to_string())

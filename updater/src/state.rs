@@ -54,6 +54,21 @@ pub struct HostState {
     /// replay and is refused.
     #[serde(default)]
     pub pointer_published: Option<Timestamp>,
+    /// The version `auto` last found on offer and when this host first
+    /// saw it there (the start of `min_age` when re-signed pointers would
+    /// otherwise restart it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered: Option<Offered>,
+}
+
+/// A version on offer and since when this host has seen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offered {
+    /// The version.
+    pub version: Version,
+    /// First seen on offer.
+    pub since: Timestamp,
 }
 
 /// The last verified channel pointer, for conditional GETs.

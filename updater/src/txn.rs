@@ -232,11 +232,18 @@ impl Updater {
                 "WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
             ));
         }
-        let notifier = cfg
-            .notify
-            .as_ref()
-            .map(crate::notify::Notifier::new)
-            .transpose()?;
+        // A webhook that cannot be set up (its CA file is gone, say) must
+        // not stop `rollback` or `status`: said, and no events are sent.
+        let notifier = match cfg.notify.as_ref().map(crate::notify::Notifier::new) {
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
+                notes(&format!(
+                    "WARNING: [notify] cannot be used ({e}); no update events are sent"
+                ));
+                None
+            }
+            None => None,
+        };
         Ok(Updater {
             cfg,
             state,
@@ -1008,44 +1015,68 @@ impl Updater {
                 what: "[update]",
                 reason,
             })?;
-        let (c, st) = self
+        let (c, mut st) = self
             .prepare(&Target::Channel)
             .inspect_err(|e| self.announce_failure(None, e))?;
         let candidate = c.version().clone();
+        let check_only = policy.automatic == crate::auto::Automatic::Check;
+        let defer = |reason: String| {
+            let o = ApplyOutcome::Deferred {
+                candidate: candidate.clone(),
+                reason,
+                until: None,
+            };
+            self.announce_outcome(&o);
+            Ok(o)
+        };
         match self.admissible(&c, &st, &ApplyOptions::default()) {
             Ok(None) => {}
             Ok(Some(_)) => return Ok(ApplyOutcome::UpToDate { version: candidate }),
+            // What `check` reports without failing, `auto` does not fail
+            // on either while it only checks.
+            Err(e) if check_only => return defer(e.to_string()),
             Err(Error::BadVersion { .. }) => {
-                let o = ApplyOutcome::Deferred {
-                    reason: format!(
-                        "{candidate} failed here before and is marked bad; \
-                         `charter-update apply --retry-bad` installs it"
-                    ),
-                    candidate,
-                    until: None,
-                };
-                self.announce_outcome(&o);
-                return Ok(o);
+                return defer(format!(
+                    "{candidate} failed here before and is marked bad; \
+                     `charter-update apply --retry-bad` installs it"
+                ));
             }
+            // A license matter, not an attack: the timer keeps waiting.
+            Err(e @ Error::NotEntitled { .. }) => return defer(e.to_string()),
             Err(e) => {
                 self.announce_failure(Some(candidate), &e);
                 return Err(e);
             }
         }
+        // When this host first saw the candidate on offer: re-signed
+        // channel pointers must not restart min_age.
+        let now = self.clock.now();
+        let first_seen = match &st.offered {
+            Some(o) if o.version == candidate => o.since,
+            _ => {
+                st.offered = Some(crate::state::Offered {
+                    version: candidate.clone(),
+                    since: now,
+                });
+                self.state.save_state(&st)?;
+                now
+            }
+        };
         let offer = match &c.release {
             Release::Signed { manifest, .. } => {
                 let m = manifest.manifest();
+                let published = c
+                    .pointer
+                    .as_ref()
+                    .map_or(first_seen, |p| p.published_at.min(first_seen));
                 crate::auto::Offer {
                     security_fix: m.security_fix,
-                    out_since: c
-                        .pointer
-                        .as_ref()
-                        .map_or(m.released_at, |p| p.published_at.max(m.released_at)),
+                    out_since: published.max(m.released_at),
                 }
             }
             Release::Plain(p) => crate::auto::Offer {
                 security_fix: false,
-                out_since: p.released_at().unwrap_or_else(|| self.clock.now()),
+                out_since: p.released_at().unwrap_or(first_seen),
             },
         };
         match crate::auto::decide(&policy, &offer, self.clock.now()) {
@@ -1636,13 +1667,13 @@ impl Updater {
                         what: "journal",
                         reason: "apply without target".into(),
                     })?;
-                    self.rollback_inner(
-                        &failed,
-                        j.from.clone(),
-                        "interrupted after the swap; returned to the previous release",
-                        false,
-                        true,
-                    )?;
+                    let reason = "interrupted after the swap; returned to the previous release";
+                    self.rollback_inner(&failed, j.from.clone(), reason, false, true)?;
+                    self.announce_outcome(&ApplyOutcome::RolledBack {
+                        failed,
+                        to: j.from.clone(),
+                        reason: reason.into(),
+                    });
                     return Ok(self.state.history()?.pop());
                 }
                 // Not swapped: the old release is intact; drop the staging

@@ -159,9 +159,68 @@ fn auto_config_mistakes_are_named() {
         set_update(&h, update);
         h.update(&["status"]).fails_with(needle);
     }
+    // An unknown zone stops `auto` (and shows in `config test` and
+    // `status`), not every command: rollback must work without tzdata.
     h.write_config(
         &h.server.url(),
-        "[update]\ntimezone = \"Mars/Olympus_Mons\"\n",
+        "[update]\nautomatic = \"all\"\ntimezone = \"Mars/Olympus_Mons\"\n",
     );
-    h.update(&["status"]).fails_with("update.timezone");
+    h.update(&["auto"]).fails_with("update.timezone");
+    let st = h.status();
+    assert!(
+        st["automatic"]
+            .as_str()
+            .unwrap()
+            .contains("update.timezone"),
+        "{st}"
+    );
+    let t = h.update(&["config", "test"]);
+    assert!(
+        t.stdout.contains("auto") && t.stdout.contains("Mars/Olympus_Mons"),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn checking_never_fails_the_timer_and_a_resigned_pointer_keeps_min_age() {
+    let h = host("");
+    h.publish("1.0.0", true, "listen = 1\n", &[]);
+    h.publish("1.1.0", true, "listen = 2\n", &[]);
+    h.update(&["apply"]).ok();
+    // The channel goes back to 1.0.0: an attack signal. `check` reports it
+    // and exits 0; so does `auto` while it only checks...
+    h.point("stable", "1.0.0");
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("rollback attack"),
+        "{a}"
+    );
+    // ...and fails (the unit shows failed) once it may install.
+    set_update(&h, "automatic = \"all\"");
+    h.update(&["auto"]).fails_with("rollback attack");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+
+    // min_age counts from when this host first saw the release on offer,
+    // not from a channel pointer re-signed since.
+    set_update(&h, "automatic = \"all\"\nmin_age = \"1h\"");
+    h.publish("1.2.0", true, "listen = 3\n", &[]);
+    let first = auto(&h);
+    assert_eq!(first["result"], "deferred", "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h.point("stable", "1.2.0");
+    let second = auto(&h);
+    // Re-signed over a second after this host first saw 1.2.0 on offer:
+    // the wait still ends an hour after that first sight.
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.root.join("state/state.json")).unwrap()).unwrap();
+    assert_eq!(st["offered"]["version"], "1.2.0", "{st}");
+    let seen: jiff::Timestamp = st["offered"]["since"].as_str().unwrap().parse().unwrap();
+    let until: jiff::Timestamp = second["until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        until,
+        seen + jiff::SignedDuration::from_hours(1),
+        "{first} {second}"
+    );
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
 }

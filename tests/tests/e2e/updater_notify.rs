@@ -179,3 +179,51 @@ fn deferrals_only_when_asked_and_config_mistakes_named() {
         std::fs::write(&h.config, cfg).unwrap();
     }
 }
+
+#[test]
+fn redirects_recoveries_and_a_broken_notify_setup() {
+    let hook = Hook::start();
+    let h = Host::with_config(&format!(
+        "[service]\nrestart = [\"/bin/true\"]\n[notify]\nurl = \"{}\"\nsecret = \"{SECRET}\"\ntimeout_secs = 5\n",
+        hook.url()
+    ));
+    h.publish("1.0.0", true, "listen = 1\n", &[]);
+    // A redirect is not followed (the POST would turn into a GET).
+    hook.answer(302);
+    let out = h.update(&["apply"]).ok();
+    assert!(out.stderr.contains("redirects are not followed"), "{out:?}");
+    assert_eq!(hook.take().len(), 1);
+    hook.answer(204);
+    // A crash after the swap: the next command's recovery rolls back and
+    // says so.
+    h.publish("2.0.0", true, "listen = 2\n", &[]);
+    let out = h.update_env(&["apply"], &[("CHARTER_FAILPOINT", "apply:after-swap")]);
+    assert_ne!(out.code, 0);
+    assert!(hook.take().is_empty(), "the crashed run sent nothing");
+    h.update(&["status"]).ok();
+    let ev = one_event(&hook);
+    assert_eq!(ev["event"], "rolled-back", "{ev}");
+    assert_eq!(ev["release"], "2.0.0");
+    assert_eq!(ev["running"], "1.0.0");
+    assert!(
+        ev["reason"].as_str().unwrap().contains("interrupted"),
+        "{ev}"
+    );
+    // A webhook whose CA file is gone: a warning, and rollback still works.
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        cfg.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nca_file = \"/nonexistent/ca.pem\"",
+        ),
+    )
+    .unwrap();
+    h.update(&["apply"]).ok();
+    let out = h.update(&["rollback"]).ok();
+    assert!(out.stderr.contains("[notify] cannot be used"), "{out:?}");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    let t = h.update(&["config", "test"]);
+    assert_eq!(t.code, 1, "{t:?}");
+    assert!(t.stdout.contains("notify"), "{t:?}");
+}
