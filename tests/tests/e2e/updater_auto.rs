@@ -27,15 +27,25 @@ fn auto(h: &Host) -> serde_json::Value {
     h.update(&["auto", "--json"]).ok().json()
 }
 
+/// `auto --json`, which must defer for a reason containing `needle`.
+#[track_caller]
+fn deferred(h: &Host, needle: &str) -> serde_json::Value {
+    let a = auto(h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"].as_str().unwrap().contains(needle),
+        "{needle}: {a}"
+    );
+    a
+}
+
 #[test]
 fn auto_installs_only_what_the_policy_allows() {
     let h = host("");
     h.publish("1.0.0", true, "listen = 1\n", &[]);
     // Default: check only.
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
+    let a = deferred(&h, "\"check\"");
     assert_eq!(a["candidate"], "1.0.0");
-    assert!(a["reason"].as_str().unwrap().contains("\"check\""), "{a}");
     assert_eq!(h.current(), None);
     let text = h.update(&["auto"]).ok().stdout;
     assert!(text.contains("1.0.0 is not installed now"), "{text}");
@@ -69,9 +79,7 @@ fn auto_installs_only_what_the_policy_allows() {
     let out = h.update(&["auto"]);
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(h.current().as_deref(), Some("1.1.0"));
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(a["reason"].as_str().unwrap().contains("--retry-bad"), "{a}");
+    deferred(&h, "--retry-bad");
     assert_eq!(h.current().as_deref(), Some("1.1.0"));
     let hist = h.update(&["history", "--json"]).ok().json();
     assert_eq!(
@@ -92,15 +100,7 @@ fn auto_waits_for_the_window_and_min_age() {
     ));
     h.publish("1.0.0", true, "listen = 1\n", &[]);
     let before = h.snapshot();
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(
-        a["reason"]
-            .as_str()
-            .unwrap()
-            .contains("outside the maintenance windows"),
-        "{a}"
-    );
+    let a = deferred(&h, "outside the maintenance windows");
     let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
     let expect = later
         .to_datetime(jiff::civil::time(2, 0, 0, 0))
@@ -116,15 +116,7 @@ fn auto_waits_for_the_window_and_min_age() {
         &h,
         "automatic = \"all\"\nwindows = [\"* 00:00-24:00\"]\nmin_age = \"1h\"",
     );
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(
-        a["reason"]
-            .as_str()
-            .unwrap()
-            .contains("update.min_age is 1h"),
-        "{a}"
-    );
+    let a = deferred(&h, "update.min_age is 1h");
     let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
     let now = jiff::Timestamp::now();
     assert!(
@@ -190,12 +182,7 @@ fn checking_never_fails_the_timer_and_a_resigned_pointer_keeps_min_age() {
     // The channel goes back to 1.0.0: an attack signal. `check` reports it
     // and exits 0; so does `auto` while it only checks...
     h.point("stable", "1.0.0");
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(
-        a["reason"].as_str().unwrap().contains("rollback attack"),
-        "{a}"
-    );
+    deferred(&h, "rollback attack");
     // ...and fails (the unit shows failed) once it may install.
     set_update(&h, "automatic = \"all\"");
     h.update(&["auto"]).fails_with("rollback attack");
