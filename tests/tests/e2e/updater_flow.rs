@@ -352,7 +352,8 @@ fn config_test_reports_each_check() {
             "signature policy",
             "state",
             "trust root",
-            "repository"
+            "repository",
+            "auto"
         ]
     );
     assert!(
