@@ -100,6 +100,20 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
             return r;
         }
     };
+    // 4b. Nobody else can change where root installs and keeps state.
+    r.push(
+        "paths",
+        updater
+            .check_paths()
+            .map(|()| {
+                format!(
+                    "{} and {} are root's alone",
+                    cfg.paths.install_root.display(),
+                    cfg.paths.state_dir.display()
+                )
+            })
+            .map_err(|e| e.to_string()),
+    );
     // 5. The shipped trust root and the one in force (kept after
     //    rotations), offline. Plain artifacts have none.
     let limits = charter_keys::Limits::default();

@@ -900,9 +900,17 @@ impl Updater {
 
     // ---- apply -------------------------------------------------------
 
+    /// The install root and the state directory are ours alone
+    /// ([`trusted_dir`]).
+    pub fn check_paths(&self) -> Result<()> {
+        trusted_dir(&self.cfg.paths.install_root, "paths.install_root")?;
+        trusted_dir(&self.cfg.paths.state_dir, "paths.state_dir")
+    }
+
     /// Recovery, a clean staging area, the verified candidate, and the
     /// host state with the check time recorded.
     fn prepare(&self, target: &Target) -> Result<(Candidate, HostState)> {
+        self.check_paths()?;
         self.recover()?;
         // No transaction is open: whatever is under .staging is left over
         // from one that was interrupted before its journal was written.
@@ -1489,6 +1497,7 @@ impl Updater {
     /// `rollback`: returns to the previous release on disk (the current one
     /// is marked bad so it is not installed again automatically).
     pub fn rollback(&self) -> Result<ApplyOutcome> {
+        self.check_paths()?;
         self.recover()?;
         let st = self.state.state()?;
         let current = st.current.clone().ok_or(Error::NothingToRollBack {
@@ -1881,6 +1890,50 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, e))
 }
 
+/// Refuses a directory root works in when another user could change it or
+/// what it holds: the directory (when it exists; the updater makes it
+/// otherwise) and every directory above it, both as configured and with
+/// symlinks resolved, must be owned by root or by this process's user,
+/// and not writable by others, nor by a group other than root's, unless
+/// sticky (as `/tmp` is). Like sshd's StrictModes.
+pub fn trusted_dir(dir: &Path, what: &'static str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = rustix::process::geteuid().as_raw();
+    let mut paths: Vec<PathBuf> = dir.ancestors().map(Path::to_owned).collect();
+    if let Ok(real) = std::fs::canonicalize(dir) {
+        paths.extend(real.ancestors().map(Path::to_owned));
+    }
+    for p in paths {
+        let md = match std::fs::metadata(&p) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("stat", &p, e)),
+        };
+        let mode = md.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        let problem = if md.uid() != 0 && md.uid() != euid {
+            Some(format!("is owned by uid {}", md.uid()))
+        } else if !sticky && mode & 0o002 != 0 {
+            Some(format!("is writable by everyone (mode {mode:o})"))
+        } else if !sticky && mode & 0o020 != 0 && md.gid() != 0 {
+            Some(format!("is writable by group {} (mode {mode:o})", md.gid()))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(Error::InvalidInput {
+                what,
+                reason: format!(
+                    "{} {reason}: another user could change what the updater, as root, \
+                     installs or reads there",
+                    p.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Makes `dir` (0700) unless it exists, then refuses it when it is a
 /// symlink, another user's, or writable by group or others: root writes
 /// there, and nobody else may choose what it reads back.
@@ -2118,6 +2171,40 @@ fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_dirs_refuse_what_others_could_change() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("opt/panel");
+        std::fs::create_dir_all(&d).unwrap();
+        trusted_dir(&d, "paths.install_root").unwrap();
+        // Not there yet: its parents are checked.
+        trusted_dir(&d.join("later"), "paths.install_root").unwrap();
+        // World-writable parent (not sticky), then the directory itself.
+        let opt = t.path().join("opt");
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = trusted_dir(&d, "paths.install_root")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("paths.install_root") && e.contains("writable by everyone"),
+            "{e}"
+        );
+        // Sticky is fine (like /tmp).
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        trusted_dir(&d, "paths.install_root").unwrap();
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o757)).unwrap();
+        assert!(trusted_dir(&d, "x").is_err());
+        // Through a symlink: the target is checked too.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        assert!(trusted_dir(&link, "x").is_err());
+    }
 
     #[test]
     fn private_dir_is_made_0700_and_others_are_refused() {

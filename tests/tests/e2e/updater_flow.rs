@@ -351,6 +351,7 @@ fn config_test_reports_each_check() {
             "secrets",
             "signature policy",
             "state",
+            "paths",
             "trust root",
             "repository",
             "auto"
@@ -364,8 +365,14 @@ fn config_test_reports_each_check() {
             .all(|c| c["ok"] == true),
         "{r}"
     );
+    let repo = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "repository")
+        .unwrap();
     assert!(
-        r["checks"][5]["detail"]
+        repo["detail"]
             .as_str()
             .unwrap()
             .contains("offers panel 1.0.0"),
@@ -614,4 +621,30 @@ fn closed_stdout_is_not_a_panic() {
     closed("charter", &["version"]);
     closed("charter-agent", &["version"]);
     closed("charter", &["key", "public", "rel1.key.pub"]);
+}
+
+/// Where root installs and keeps state must be root's alone (like sshd's
+/// StrictModes): a world-writable parent stops apply and rollback with
+/// nothing changed, while status still answers and config test says why.
+#[test]
+fn install_root_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::with_config("[service]\nrestart = [\"/bin/true\"]\n");
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    h.publish("2.0.0", true, "a = 2\n", &[]);
+    let host_dir = h.root.clone();
+    std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let before = h.snapshot();
+    h.update(&["apply"]).fails_with("writable by everyone");
+    h.update(&["rollback"]).fails_with("paths.install_root");
+    assert_eq!(before.0, h.snapshot().0);
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    h.update(&["status"]).ok();
+    let t = h.update(&["config", "test"]);
+    assert_eq!(t.code, 1, "{t:?}");
+    assert!(t.stdout.contains("writable by everyone"), "{t:?}");
+    std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("2.0.0"));
 }
