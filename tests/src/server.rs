@@ -56,6 +56,8 @@ pub enum Fault {
     Endless,
     /// Serve these bytes instead of the file (status 200, correct length).
     Replace(Vec<u8>),
+    /// Serve the whole file with 200 even when a Range was asked for.
+    IgnoreRange,
 }
 
 /// One request the server has seen.
@@ -95,6 +97,9 @@ struct Shared {
     root: PathBuf,
     stopping: AtomicBool,
     faults: Mutex<HashMap<String, (Fault, u32)>>,
+    /// Faults for the next requests of a path, one each, in order (before
+    /// `faults`).
+    sequences: Mutex<HashMap<String, std::collections::VecDeque<Fault>>>,
     log: Mutex<Vec<Request>>,
     /// When set, requests without exactly this `Authorization` value get 401.
     authorization: Mutex<Option<String>>,
@@ -125,6 +130,7 @@ impl TestServer {
             root: root.to_owned(),
             stopping: AtomicBool::new(false),
             faults: Mutex::new(HashMap::new()),
+            sequences: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
             conns: Mutex::new(HashMap::new()),
@@ -166,6 +172,12 @@ impl TestServer {
         } else {
             faults.insert(path.to_owned(), (fault, times));
         }
+    }
+
+    /// Installs one fault for each of the next GET/HEAD requests of
+    /// `path`, in order; then `set_fault`'s, if any, apply again.
+    pub fn set_fault_sequence(&self, path: &str, faults: Vec<Fault>) {
+        lock(&self.shared.sequences).insert(path.to_owned(), faults.into());
     }
 
     /// Removes every installed fault.
@@ -479,6 +491,12 @@ fn url_path(target: &str) -> &str {
 }
 
 fn take_fault(shared: &Shared, path: &str) -> Option<Fault> {
+    if let Some(f) = lock(&shared.sequences)
+        .get_mut(path)
+        .and_then(|q| q.pop_front())
+    {
+        return Some(f);
+    }
     let mut faults = lock(&shared.faults);
     let (fault, times) = faults.get_mut(path)?;
     let fault = fault.clone();
@@ -587,7 +605,13 @@ fn serve_file(head: &Head, path: &str, root: &Path, fault: Option<&Fault>) -> Re
         Some(v) => v == last_modified,
     };
     let range = match head.header("range") {
-        Some(spec) if head.method == "GET" && if_range_ok => parse_range(spec, size),
+        Some(spec)
+            if head.method == "GET"
+                && if_range_ok
+                && !matches!(fault, Some(Fault::IgnoreRange)) =>
+        {
+            parse_range(spec, size)
+        }
         _ => RangeSpec::Full,
     };
     let (mut r, start, len) = match range {

@@ -12,6 +12,26 @@ use std::time::Duration;
 
 use crate::config::Repository;
 
+/// What a download has written so far: the bytes' running SHA-256 and
+/// count (the file's length).
+#[derive(Default)]
+struct Progress {
+    hasher: sha2::Sha256,
+    written: u64,
+}
+
+impl Progress {
+    /// Back to nothing: the file emptied, the hash restarted.
+    fn restart(&mut self, f: &mut std::fs::File, here: &std::path::Path) -> Result<()> {
+        use std::io::Seek as _;
+        f.set_len(0).map_err(|e| Error::io("truncate", here, e))?;
+        f.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", here, e))?;
+        *self = Progress::default();
+        Ok(())
+    }
+}
+
 /// Free space a download of unknown size leaves on the file system it
 /// writes to (the running release's, usually).
 pub const FREE_SPACE_RESERVE: u64 = 64 << 20;
@@ -270,8 +290,10 @@ impl Fetcher {
     /// docs/SPEC.md §13.5) into `dest`, refusing more than `max` bytes and
     /// stopping before the file system's free space drops under
     /// [`FREE_SPACE_RESERVE`]; returns its SHA-256 and size. Transient
-    /// failures start the download over, as often as `repository.retries`
-    /// allows. `dest_dir` names where `dest` is, for messages.
+    /// failures retry as often as `repository.retries` allows, resuming
+    /// with an HTTP Range from the bytes already written when the server
+    /// honours it (and starting over when it does not). `dest_dir` names
+    /// where `dest` is, for messages.
     pub fn download(
         &self,
         rel: &str,
@@ -279,8 +301,15 @@ impl Fetcher {
         dest: &mut std::fs::File,
         dest_dir: &std::path::Path,
     ) -> Result<(crate::manifest::Sha256Digest, u64)> {
+        use sha2::Digest as _;
         let url = self.url_of(rel);
-        self.retrying(|| self.download_once(&url, rel, max, dest, dest_dir))
+        let mut got = Progress::default();
+        got.restart(dest, dest_dir)?;
+        self.retrying(|| self.download_once(&url, rel, max, dest, dest_dir, &mut got))?;
+        Ok((
+            crate::manifest::Sha256Digest(got.hasher.clone().finalize().into()),
+            got.written,
+        ))
     }
 
     /// Runs `f` again after transient failures, with backoff, as often as
@@ -305,9 +334,11 @@ impl Fetcher {
         max: u64,
         dest: &mut std::fs::File,
         dest_dir: &std::path::Path,
-    ) -> Result<(crate::manifest::Sha256Digest, u64)> {
+        got: &mut Progress,
+    ) -> Result<()> {
         use sha2::Digest as _;
         use std::io::Write as _;
+        let here = dest_dir.to_owned();
         let mut body: Box<dyn Read> = match &self.base {
             Base::File(root) => {
                 let path = root.join(rel);
@@ -318,6 +349,7 @@ impl Fetcher {
                         Error::io("read", &path, e)
                     }
                 })?;
+                got.restart(dest, &here)?;
                 Box::new(file)
             }
             Base::Http { agent, .. } => {
@@ -325,41 +357,59 @@ impl Fetcher {
                 if let Some(a) = self.auth() {
                     req = req.header("Authorization", a);
                 }
+                if got.written > 0 {
+                    req = req.header("Range", format!("bytes={}-", got.written));
+                }
                 let resp = req.call().map_err(|e| http_error(url, e))?;
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
                 match resp.status().as_u16() {
-                    200 => {}
+                    200 => got.restart(dest, &here)?,
+                    206 if got.written > 0 => {
+                        use std::io::Seek as _;
+                        dest.seek(std::io::SeekFrom::Start(got.written))
+                            .map_err(|e| Error::io("seek", &here, e))?;
+                        let range = header("content-range").unwrap_or_default();
+                        if !range.starts_with(&format!("bytes {}-", got.written)) {
+                            got.restart(dest, &here)?;
+                            return Err(Error::Http {
+                                url: url.into(),
+                                reason: format!(
+                                    "asked for bytes {}-, the server sent range `{range}`; \
+                                     starting over",
+                                    got.written
+                                ),
+                            });
+                        }
+                    }
                     404 | 410 => return Err(Error::NotFound { url: url.into() }),
                     status => {
+                        // A resume the server cannot serve (416, say):
+                        // the next attempt starts from the beginning.
+                        got.restart(dest, &here)?;
                         return Err(Error::HttpStatus {
                             url: url.into(),
                             status,
                         });
                     }
                 }
-                if let Some(len) = resp
-                    .headers()
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    && len > max
+                if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok())
+                    && got.written.saturating_add(len) > max
                 {
                     return Err(Error::TooLarge {
                         url: url.into(),
                         max,
-                        found: Some(len),
+                        found: Some(got.written.saturating_add(len)),
                     });
                 }
                 Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader())
             }
         };
-        let here = dest_dir.to_owned();
         let out = dest;
-        out.set_len(0)
-            .map_err(|e| Error::io("truncate", &here, e))?;
-        std::io::Seek::seek(out, std::io::SeekFrom::Start(0))
-            .map_err(|e| Error::io("seek", &here, e))?;
-        let mut h = sha2::Sha256::new();
-        let mut total = 0u64;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match body.read(&mut buf) {
@@ -373,7 +423,7 @@ impl Fetcher {
                     });
                 }
             };
-            total += n as u64;
+            let total = got.written + n as u64;
             if total > max {
                 return Err(Error::TooLarge {
                     url: url.into(),
@@ -382,7 +432,7 @@ impl Fetcher {
                 });
             }
             // Every 16 MiB: still room for the running service?
-            if total / (16 << 20) != (total - n as u64) / (16 << 20) || total == n as u64 {
+            if total / (16 << 20) != got.written / (16 << 20) || got.written == 0 {
                 let vfs = rustix::fs::fstatvfs(&*out)
                     .map_err(|e| Error::io("statvfs", &here, e.into()))?;
                 let avail = vfs.f_bavail.saturating_mul(vfs.f_frsize);
@@ -394,12 +444,13 @@ impl Fetcher {
                     });
                 }
             }
-            h.update(&buf[..n]);
             out.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", &here, e))?;
+            got.hasher.update(&buf[..n]);
+            got.written = total;
         }
         out.sync_all().map_err(|e| Error::io("sync", &here, e))?;
-        Ok((crate::manifest::Sha256Digest(h.finalize().into()), total))
+        Ok(())
     }
 
     /// GETs a small document, answering `None` when it does not exist

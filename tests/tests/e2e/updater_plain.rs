@@ -579,19 +579,47 @@ fn plain_downloads_restart_after_drops_and_stop_endless_data() {
     h.server.set_fault(path, Fault::Status(503), 10);
     p.refused(&["apply"], "503");
     // A connection dropped half-way: the download starts over.
-    h.server.set_fault(path, Fault::DropAfter(1000), 1);
+    let size = std::fs::metadata(p.dir("1.0.0").join("panel-1.0.0.tar.gz"))
+        .unwrap()
+        .len();
+    let half = size / 2;
+    assert!(half > 100, "a tarball of {size} bytes is too small to cut");
+    let before = h.server.requests().len();
+    h.server.set_fault(path, Fault::DropAfter(half), 1);
     h.update(&["apply"]).ok();
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
-    let gets = h
-        .server
-        .requests()
+    // The retry resumed where the dropped connection stopped.
+    let gets: Vec<_> = h.server.requests()[before..]
         .iter()
         .filter(|r| r.path == path && r.method == "GET")
-        .count();
-    assert!(
-        gets >= 2,
-        "the dropped download was not retried ({gets} GETs)"
-    );
+        .cloned()
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    let last = &gets[1];
+    let range = last
+        .headers
+        .iter()
+        .find(|(n, _)| n == "range")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(range, Some(format!("bytes={half}-").as_str()), "{gets:#?}");
+    assert_eq!(last.status, 206, "{gets:#?}");
+
+    // A server that ignores Range: the download starts over and still
+    // installs the right bytes.
+    p.publish("1.1.0", true, "listen = 2\n");
+    let path = "/v1.1.0/panel-1.1.0.tar.gz";
+    let before = h.server.requests().len();
+    h.server
+        .set_fault_sequence(path, vec![Fault::DropAfter(half), Fault::IgnoreRange]);
+    h.update(&["apply"]).ok();
+    let gets: Vec<_> = h.server.requests()[before..]
+        .iter()
+        .filter(|r| r.path == path && r.method == "GET")
+        .cloned()
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert_eq!(gets[1].status, 200, "{gets:#?}");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
 }
 
 #[test]
