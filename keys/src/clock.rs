@@ -17,6 +17,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// A shared clock is a clock (the updater hands its own to the license
+/// check it runs).
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
 /// A clock that always answers the same instant (tests).
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub Timestamp);

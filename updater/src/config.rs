@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auto::{AutoPolicy, Automatic};
+use crate::extract::SetuidPolicy;
 use crate::manifest::{HealthCheck, compile_globs, validate_product};
 use crate::notify::NotifyConfig;
+use crate::path::ArchivePath;
 use crate::plain::PlainConfig;
 use crate::policy::{Require, SignaturesConfig};
 use crate::{Error, Result};
@@ -174,6 +176,11 @@ pub struct Update {
     /// The zone of `windows` (an IANA name); default: the system's.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Files of the release installed with the setuid/setgid bits their
+    /// manifest signs (paths inside the release). Everywhere else those
+    /// bits are stripped.
+    #[serde(default)]
+    pub allow_setuid: Vec<String>,
 }
 
 impl Default for Update {
@@ -185,6 +192,7 @@ impl Default for Update {
             windows: Vec::new(),
             min_age: None,
             timezone: None,
+            allow_setuid: Vec::new(),
         }
     }
 }
@@ -356,6 +364,7 @@ impl Config {
             ));
         }
         compile_globs(&cfg.update.preserve).map_err(|e| bad(e.to_string()))?;
+        cfg.setuid_policy().map_err(bad)?;
         // The time zone is looked up when `auto` runs, not here: a host
         // without the zone database must still be able to roll back.
         AutoPolicy::new(
@@ -387,6 +396,21 @@ impl Config {
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;
         }
         Ok(cfg)
+    }
+
+    /// Where setuid/setgid bits may be installed (`update.allow_setuid`).
+    pub fn setuid_policy(&self) -> std::result::Result<SetuidPolicy, String> {
+        let paths = self
+            .update
+            .allow_setuid
+            .iter()
+            .map(|p| {
+                ArchivePath::new(p, 4096).map_err(|e| {
+                    format!("update.allow_setuid: `{p}` is not a path inside the release: {e}")
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(SetuidPolicy::allow(paths))
     }
 
     /// The unattended-update policy of `[update]`.

@@ -208,13 +208,16 @@ pub enum Error {
         /// The newest seen.
         seen: jiff::Timestamp,
     },
-    /// A version that failed its health check before.
+    /// A version marked bad here: it failed, or was rolled back on request.
     #[error(
-        "{version} failed its health check on this host before and is marked bad; pass --retry-bad to try it again"
+        "{version} {} and is marked bad; pass --retry-bad to try it again",
+        cause.map_or("was marked bad on this host".to_string(), |c| c.to_string())
     )]
     BadVersion {
         /// The version.
         version: semver::Version,
+        /// Why it was marked (unknown for marks older than the record).
+        cause: Option<crate::state::BadCause>,
     },
     /// Not enough disk space to stage a release.
     #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]

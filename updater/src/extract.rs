@@ -99,6 +99,66 @@ pub fn bound_exceeded(e: &io::Error) -> Option<u64> {
     e.get_ref()?.downcast_ref::<BoundExceeded>().map(|b| b.0)
 }
 
+/// The host's rule for setuid and setgid bits (docs/SPEC.md §11.3): a
+/// release may sign them, but they are installed only on the files the
+/// host config names in `update.allow_setuid`; everywhere else they are
+/// stripped, so a release key alone cannot plant a root setuid binary.
+/// Directories keep their signed bits (setgid on a directory only makes
+/// new files inherit its group; setuid on one means nothing on Linux).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetuidPolicy {
+    allowed: BTreeSet<ArchivePath>,
+}
+
+impl SetuidPolicy {
+    /// Allows setuid/setgid bits on exactly these files.
+    pub fn allow(paths: impl IntoIterator<Item = ArchivePath>) -> Self {
+        SetuidPolicy {
+            allowed: paths.into_iter().collect(),
+        }
+    }
+
+    /// The mode a file the manifest lists with `mode` is installed with.
+    pub fn installed_mode(&self, path: &ArchivePath, mode: u32) -> u32 {
+        if mode & 0o6000 != 0 && !self.allowed.contains(path) {
+            mode & !0o6000
+        } else {
+            mode
+        }
+    }
+}
+
+/// Applies `policy` to a tree [`extract`] staged: every file signed with
+/// setuid or setgid bits that the policy does not allow loses them.
+/// Returns the paths changed. The staging directory is root's alone
+/// (`.staging` is 0700), so nobody can run the file between the two modes.
+pub fn apply_setuid_policy(
+    staging: &Path,
+    manifest: &Manifest,
+    policy: &SetuidPolicy,
+) -> Result<Vec<ArchivePath>> {
+    let mut stripped = Vec::new();
+    for e in &manifest.files {
+        let Entry::File { path, mode, .. } = e else {
+            continue;
+        };
+        let want = policy.installed_mode(path, *mode);
+        if want == *mode {
+            continue;
+        }
+        let dest = staging.join(path.as_str());
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&dest)
+            .map_err(|e| Error::io("open", &dest, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(want))
+            .map_err(|e| Error::io("chmod", &dest, e))?;
+        stripped.push(path.clone());
+    }
+    Ok(stripped)
+}
+
 /// How a refused tar entry type is named in messages.
 pub fn forbidden_kind(kind: tar::EntryType) -> &'static str {
     match kind {

@@ -210,20 +210,51 @@ impl HealthCheck {
             ));
         }
         match &self.probe {
-            Probe::Http { expect_status, .. } if !(100..=599).contains(expect_status) => Err(
-                format!("health check status {expect_status} is not an HTTP status"),
-            ),
-            Probe::Command { argv }
-                if argv
-                    .first()
-                    .is_some_and(|a| !a.starts_with('/') && ArchivePath::new(a, 4096).is_err()) =>
-            {
-                Err(format!(
-                    "health check command `{}` must be absolute or a path inside the release",
-                    argv[0]
-                ))
+            Probe::Http { url, expect_status } => {
+                if !(100..=599).contains(expect_status) {
+                    return Err(format!(
+                        "health check status {expect_status} is not an HTTP status"
+                    ));
+                }
+                let rest = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .ok_or_else(|| {
+                        format!(
+                            "health check URL `{}` must start with http:// or https://",
+                            url.chars().take(200).collect::<String>()
+                        )
+                    })?;
+                if rest.split(['/', '?', '#']).next().is_none_or(str::is_empty)
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(format!(
+                        "health check URL `{}` has no host or holds white space",
+                        url.chars().take(200).collect::<String>()
+                    ));
+                }
+                Ok(())
             }
-            _ => Ok(()),
+            Probe::Command { argv } => {
+                let Some(first) = argv.first() else {
+                    return Err("health check command is empty".into());
+                };
+                // A bare name would be looked up in PATH: a probe runs a
+                // program of the release (a relative path) or one named
+                // absolutely, never whatever PATH finds first.
+                let inside = !first.starts_with('/')
+                    && first.contains('/')
+                    && ArchivePath::new(first, 4096).is_ok();
+                let absolute = first.starts_with('/') && !first.contains('\0');
+                if !(inside || absolute) {
+                    return Err(format!(
+                        "health check command `{}` must be a path inside the release \
+                         (like `bin/check`) or absolute (like `/usr/bin/curl`)",
+                        first.chars().take(200).collect::<String>()
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -455,6 +486,11 @@ impl Manifest {
                 }
                 Entry::File { mode, kind, .. } => {
                     check_mode(path, *mode)?;
+                    if mode & 0o1000 != 0 {
+                        return bad(format!(
+                            "`{path}` has the sticky bit (mode {mode:o}), which means nothing on a file"
+                        ));
+                    }
                     if (*kind == FileKind::Config) != config_globs.is_match(path.as_str()) {
                         return bad(format!(
                             "`{path}` has kind {kind:?}, which disagrees with the config globs"

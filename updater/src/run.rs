@@ -163,8 +163,15 @@ fn tail_lines(out: &[u8], n: usize) -> String {
     format!(": {}", lines[start..].join(" | "))
 }
 
-/// Probes a release once.
-fn probe_once(probe: &Probe, release_dir: &Path, timeout: Duration) -> Result<()> {
+/// Probes a release once. A command probe runs as `user` (the scripts'
+/// user), and a relative `argv[0]` names a program of the release, never
+/// one found in PATH.
+fn probe_once(
+    probe: &Probe,
+    release_dir: &Path,
+    user: Option<RunAs>,
+    timeout: Duration,
+) -> Result<()> {
     match probe {
         Probe::Http { url, expect_status } => {
             let agent = ureq::Agent::config_builder()
@@ -191,24 +198,24 @@ fn probe_once(probe: &Probe, release_dir: &Path, timeout: Duration) -> Result<()
             let mut argv = argv.clone();
             if let Some(first) = argv.first_mut()
                 && !first.starts_with('/')
-                && first.contains('/')
             {
                 *first = release_dir.join(&*first).to_string_lossy().into_owned();
             }
-            run_command("health check", &argv, release_dir, &[], None, timeout)
+            run_command("health check", &argv, release_dir, &[], user, timeout)
         }
     }
 }
 
-/// Runs the health check with its retries; the last failure is returned.
-pub fn health_check(check: &HealthCheck, release_dir: &Path) -> Result<()> {
+/// Runs the health check with its retries, command probes as `user`; the
+/// last failure is returned.
+pub fn health_check(check: &HealthCheck, release_dir: &Path, user: Option<RunAs>) -> Result<()> {
     let timeout = Duration::from_secs(u64::from(check.timeout_secs.max(1)));
     let mut last = None;
     for attempt in 0..=check.retries {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(u64::from(check.interval_secs)));
         }
-        match probe_once(&check.probe, release_dir, timeout) {
+        match probe_once(&check.probe, release_dir, user, timeout) {
             Ok(()) => return Ok(()),
             Err(e) => last = Some(e),
         }

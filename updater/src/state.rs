@@ -12,7 +12,7 @@
 //!
 //! Every file is replaced atomically (temp file, fsync, rename, fsync dir).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,10 +42,14 @@ pub struct HostState {
     /// The release before it (what `rollback` returns to).
     #[serde(default)]
     pub previous: Option<Version>,
-    /// Versions that failed their health check: never applied again
-    /// automatically.
+    /// Versions that failed here or were rolled back by request: never
+    /// applied again without `--retry-bad`.
     #[serde(default)]
     pub bad: BTreeSet<Version>,
+    /// Why each bad version was marked (absent for marks made before
+    /// charter recorded it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bad_causes: BTreeMap<Version, BadCause>,
     /// When the repository was last checked.
     #[serde(default)]
     pub last_check: Option<Timestamp>,
@@ -59,6 +63,51 @@ pub struct HostState {
     /// otherwise restart it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered: Option<Offered>,
+}
+
+/// What marked a version bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadCause {
+    /// It was swapped in and its health check failed.
+    HealthCheck,
+    /// It was swapped in and its restart or `post_swap` script failed.
+    Start,
+    /// An operator (or the panel) asked for a rollback from it.
+    Requested,
+}
+
+impl std::fmt::Display for BadCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadCause::HealthCheck => "failed its health check on this host before",
+            BadCause::Start => {
+                "failed to start on this host before (its restart or post_swap script failed)"
+            }
+            BadCause::Requested => "was rolled back on request on this host",
+        })
+    }
+}
+
+impl HostState {
+    /// Marks `v` bad for `cause`.
+    pub fn mark_bad(&mut self, v: &Version, cause: Option<BadCause>) {
+        self.bad.insert(v.clone());
+        match cause {
+            Some(c) => {
+                self.bad_causes.insert(v.clone(), c);
+            }
+            None => {
+                self.bad_causes.remove(v);
+            }
+        }
+    }
+
+    /// Clears `v`'s bad mark (it was installed and found healthy).
+    pub fn clear_bad(&mut self, v: &Version) {
+        self.bad.remove(v);
+        self.bad_causes.remove(v);
+    }
 }
 
 /// A version on offer and since when this host has seen it.
@@ -132,6 +181,10 @@ pub struct Journal {
     /// Mark `from` bad when the rollback completes.
     #[serde(default)]
     pub mark_bad: bool,
+    /// Why `from` is marked bad (journals written before charter recorded
+    /// it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_cause: Option<BadCause>,
     /// Restore the license file from the update's backup too (automatic
     /// rollbacks: nothing but the update can have changed it since).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -19,7 +19,7 @@ use crate::fetch::{Fetched, Fetcher};
 use crate::manifest::{CosignProof, Entry, FileKind, Manifest, VerifiedManifest, compile_globs};
 use crate::policy::{BUNDLE_SUFFIX, SignaturePolicy};
 use crate::run::{self, RunAs};
-use crate::state::{ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
+use crate::state::{BadCause, ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
 use crate::{Error, Limits, Result};
 
 /// What to install.
@@ -198,7 +198,7 @@ pub struct Updater {
     cfg: Config,
     state: StateDir,
     fetcher: Fetcher,
-    clock: Box<dyn Clock>,
+    clock: std::sync::Arc<dyn Clock>,
     limits: Limits,
     notes: Box<dyn Fn(&str)>,
     signatures: SignaturePolicy,
@@ -248,7 +248,7 @@ impl Updater {
             cfg,
             state,
             fetcher,
-            clock,
+            clock: clock.into(),
             limits: Limits::default(),
             notes,
             signatures,
@@ -703,7 +703,10 @@ impl Updater {
             });
         }
         if st.bad.contains(v) && !opts.retry_bad {
-            return Err(Error::BadVersion { version: v.clone() });
+            return Err(Error::BadVersion {
+                version: v.clone(),
+                cause: st.bad_causes.get(v).copied(),
+            });
         }
         match &c.release {
             Release::Signed { manifest, .. } => {
@@ -738,9 +741,10 @@ impl Updater {
         };
         let acfg = charter_agent::config::Config::load(&lc.agent_config)
             .map_err(|e| not(e.to_string()))?;
-        let agent =
-            charter_agent::daemon::Agent::load_readonly(acfg, Box::new(charter_keys::SystemClock))
-                .map_err(|e| not(e.to_string()))?;
+        // The updater's clock, so the license is judged at the same "now"
+        // as the release it would admit.
+        let agent = charter_agent::daemon::Agent::load_readonly(acfg, Box::new(self.clock.clone()))
+            .map_err(|e| not(e.to_string()))?;
         let Some(license) = agent.license() else {
             return Err(not(agent.evaluation().reasons.join("; ")));
         };
@@ -1131,6 +1135,7 @@ impl Updater {
             step: Step::Begin,
             reason: None,
             mark_bad: false,
+            bad_cause: None,
             restore_license: false,
             started: self.clock.now(),
         };
@@ -1208,7 +1213,14 @@ impl Updater {
         if let Err(e) = outcome {
             let reason = e.to_string();
             (self.notes)(&format!("{to} failed: {reason}; rolling back"));
-            self.rollback_inner(&to, from.clone(), &reason, true, true)?;
+            // The health check runs once the post-swap step is journaled;
+            // before that, the restart or the script failed.
+            let cause = if j.step == Step::PostSwapDone {
+                BadCause::HealthCheck
+            } else {
+                BadCause::Start
+            };
+            self.rollback_inner(&to, from.clone(), &reason, Some(cause), true)?;
             return Ok(ApplyOutcome::RolledBack {
                 failed: to,
                 to: from,
@@ -1300,6 +1312,20 @@ impl Updater {
         };
         crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
         drop(stream);
+        // The host's rule for setuid/setgid bits, before anything can run
+        // the tree (docs/SPEC.md §11.3 step 5).
+        let setuid = self
+            .cfg
+            .setuid_policy()
+            .map_err(|reason| Error::InvalidInput {
+                what: "update.allow_setuid",
+                reason,
+            })?;
+        for p in crate::extract::apply_setuid_policy(&partial, m, &setuid)? {
+            (self.notes)(&format!(
+                "{p}: setuid/setgid bits not installed (update.allow_setuid does not name it)"
+            ));
+        }
         failpoint::hit("apply:after-extract");
         // Carry config and preserved paths over from the running release.
         if let Some(old) = from {
@@ -1393,7 +1419,7 @@ impl Updater {
     fn health(&self, m: &Manifest, v: &Version) -> Result<()> {
         let check = self.cfg.health.as_ref().or(m.health_check.as_ref());
         match check {
-            Some(c) => run::health_check(c, &self.release_dir(v)),
+            Some(c) => run::health_check(c, &self.release_dir(v), self.script_user()?),
             None => {
                 (self.notes)("no health check configured: the release is taken as healthy");
                 Ok(())
@@ -1458,7 +1484,7 @@ impl Updater {
         if st.ratchet.as_ref().is_none_or(|r| &to > r) {
             st.ratchet = Some(to.clone());
         }
-        st.bad.remove(&to);
+        st.clear_bad(&to);
         self.state.save_state(&st)?;
         failpoint::hit("apply:after-commit-state");
         self.history("apply", j.from.clone(), Some(to.clone()), "committed", None)?;
@@ -1512,7 +1538,13 @@ impl Updater {
             });
         }
         let reason = "rollback requested".to_string();
-        self.rollback_inner(&current, Some(prev.clone()), &reason, true, false)?;
+        self.rollback_inner(
+            &current,
+            Some(prev.clone()),
+            &reason,
+            Some(BadCause::Requested),
+            false,
+        )?;
         let o = ApplyOutcome::RolledBack {
             failed: current,
             to: Some(prev),
@@ -1527,7 +1559,7 @@ impl Updater {
         failed: &Version,
         to: Option<Version>,
         reason: &str,
-        mark_bad: bool,
+        mark_bad: Option<BadCause>,
         automatic: bool,
     ) -> Result<()> {
         let mut j = Journal {
@@ -1537,7 +1569,8 @@ impl Updater {
             to: to.clone(),
             step: Step::Begin,
             reason: Some(reason.to_owned()),
-            mark_bad,
+            mark_bad: mark_bad.is_some(),
+            bad_cause: mark_bad,
             restore_license: automatic,
             started: self.clock.now(),
         };
@@ -1601,7 +1634,7 @@ impl Updater {
         if let Some(f) = &failed
             && j.mark_bad
         {
-            st.bad.insert(f.clone());
+            st.mark_bad(f, j.bad_cause);
         }
         st.current = to.clone();
         if st.previous.as_ref() == to.as_ref() {
@@ -1677,7 +1710,7 @@ impl Updater {
                         reason: "apply without target".into(),
                     })?;
                     let reason = "interrupted after the swap; returned to the previous release";
-                    self.rollback_inner(&failed, j.from.clone(), reason, false, true)?;
+                    self.rollback_inner(&failed, j.from.clone(), reason, None, true)?;
                     self.announce_outcome(&ApplyOutcome::RolledBack {
                         failed,
                         to: j.from.clone(),
@@ -1782,10 +1815,18 @@ impl Updater {
         };
         let mut preserve = m.preserve.clone();
         preserve.extend(self.cfg.update.preserve.iter().cloned());
+        let setuid = self
+            .cfg
+            .setuid_policy()
+            .map_err(|reason| Error::InvalidInput {
+                what: "update.allow_setuid",
+                reason,
+            })?;
         crate::verify::verify_tree(
             &self.release_dir(&v),
             &m,
             &compile_globs(&preserve)?,
+            &setuid,
             &self.limits,
         )
     }
@@ -1830,6 +1871,9 @@ impl Updater {
 
     /// Removes releases beyond `keep_releases` (never current or previous)
     /// and their stored manifests.
+    /// Removes old releases: `current` and `previous` always stay, then
+    /// the newest `keep_releases` good ones; a bad version never takes a
+    /// place, so it goes first (docs/SPEC.md §11.4).
     fn prune(&self, st: &HostState) -> Result<()> {
         let Ok(rd) = std::fs::read_dir(self.releases_dir()) else {
             return Ok(());
@@ -1837,16 +1881,7 @@ impl Updater {
         let mut versions: Vec<Version> = rd
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
-        versions.sort();
-        versions.reverse();
-        let keep = self.cfg.update.keep_releases;
-        let mut kept = 0;
-        for v in versions {
-            let pinned = st.current.as_ref() == Some(&v) || st.previous.as_ref() == Some(&v);
-            if pinned || kept < keep {
-                kept += 1;
-                continue;
-            }
+        for v in prune_list(versions.drain(..), st, self.cfg.update.keep_releases) {
             remove_tree(&self.release_dir(&v))?;
             let _ = std::fs::remove_file(self.state.manifest_path(&v));
             let _ = std::fs::remove_file(self.state.plain_record_path(&v));
@@ -1860,6 +1895,34 @@ impl Updater {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
+}
+
+/// The installed versions pruning removes, given `keep` (at least 2):
+/// `current` and `previous` always stay and count; the other good
+/// versions fill the remaining places newest first; bad versions take
+/// none.
+fn prune_list(
+    installed: impl Iterator<Item = Version>,
+    st: &HostState,
+    keep: usize,
+) -> Vec<Version> {
+    let mut versions: Vec<Version> = installed.collect();
+    versions.sort();
+    versions.reverse();
+    let pinned = |v: &Version| st.current.as_ref() == Some(v) || st.previous.as_ref() == Some(v);
+    let mut kept = versions.iter().filter(|v| pinned(v)).count();
+    let mut gone = Vec::new();
+    for v in versions {
+        if pinned(&v) {
+            continue;
+        }
+        if !st.bad.contains(&v) && kept < keep {
+            kept += 1;
+            continue;
+        }
+        gone.push(v);
+    }
+    gone
 }
 
 /// Removes a directory tree if it exists (making read-only directories
@@ -2171,6 +2234,31 @@ fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (SPEC §12 Q45): with keep_releases = 3, a bad 1.2.0 was
+    /// kept while a good 1.0.0 was pruned. Bad versions take no place.
+    #[test]
+    fn prune_removes_bad_versions_first() {
+        let v = |s: &str| s.parse::<Version>().unwrap();
+        let mut st = HostState {
+            current: Some(v("1.3.0")),
+            previous: Some(v("1.1.0")),
+            ..HostState::default()
+        };
+        st.mark_bad(&v("1.2.0"), Some(BadCause::HealthCheck));
+        let all = || ["1.0.0", "1.1.0", "1.2.0", "1.3.0"].map(v).into_iter();
+        assert_eq!(prune_list(all(), &st, 3), [v("1.2.0")]);
+        // Nothing bad: the oldest goes.
+        st.clear_bad(&v("1.2.0"));
+        assert_eq!(prune_list(all(), &st, 3), [v("1.0.0")]);
+        // Current and previous stay whatever their age or mark, and count.
+        st.current = Some(v("1.0.0"));
+        st.previous = Some(v("1.2.0"));
+        st.mark_bad(&v("1.2.0"), Some(BadCause::Requested));
+        st.mark_bad(&v("1.3.0"), Some(BadCause::Start));
+        assert_eq!(prune_list(all(), &st, 2), [v("1.3.0"), v("1.1.0")]);
+        assert_eq!(prune_list(all(), &st, 3), [v("1.3.0")]);
+    }
 
     #[test]
     fn trusted_dirs_refuse_what_others_could_change() {

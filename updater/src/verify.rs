@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::extract::SetuidPolicy;
 use crate::manifest::{Entry, FileKind, Manifest};
 use crate::path::ArchivePath;
 use crate::{Limits, Result};
@@ -84,11 +85,15 @@ fn walk(root: &Path) -> BTreeMap<String, Seen> {
 }
 
 /// Verifies `dir` against `m`. `preserve` matches paths that may exist
-/// without being listed (and whose content may differ).
+/// without being listed (and whose content may differ). A file's mode is
+/// compared with the mode `setuid` installs it with: setuid/setgid bits
+/// the host stripped are expected to be absent, and present ones are a
+/// problem.
 pub fn verify_tree(
     dir: &Path,
     m: &Manifest,
     preserve: &globset::GlobSet,
+    setuid: &SetuidPolicy,
     limits: &Limits,
 ) -> Result<Report> {
     let seen = walk(dir);
@@ -143,8 +148,18 @@ pub fn verify_tree(
                     continue;
                 }
                 let editable = *kind == FileKind::Config || preserve.is_match(p);
-                if s.mode != *mode && !editable {
-                    problem(p, "mode", format!("{:o}, manifest says {mode:o}", s.mode));
+                let installed = setuid.installed_mode(e.path(), *mode);
+                if s.mode != installed && !editable {
+                    let detail = if installed == *mode {
+                        format!("{:o}, manifest says {mode:o}", s.mode)
+                    } else {
+                        format!(
+                            "{:o}, expected {installed:o} (the manifest's {mode:o} without \
+                             setuid/setgid: update.allow_setuid does not name it)",
+                            s.mode
+                        )
+                    };
+                    problem(p, "mode", detail);
                 }
                 if s.size != *size {
                     if *kind == FileKind::Config {

@@ -513,6 +513,44 @@ fn the_updater_checks_the_license_itself() {
     let _ = Path::new("");
 }
 
+/// Regression (issue 12): the updater's license check judged the license
+/// by the system clock, not the updater's own. Driven through the library
+/// with an injected clock: at the real "now" 1.0.0 is entitled; two days
+/// earlier (before the license's not-before) it is not.
+#[test]
+fn entitlement_uses_the_updaters_clock() {
+    use charter_updater::txn::{ApplyOptions, Target, Updater};
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let agent_cfg = a.cfg.clone();
+    drop(a);
+    h.write_config(
+        &h.server.url(),
+        &format!("[license]\nagent_config = \"{}\"\n", agent_cfg.display()),
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let open = |at: jiff::Timestamp| {
+        let cfg = charter_updater::config::Config::load(&h.config).unwrap();
+        Updater::open(
+            cfg,
+            Box::new(charter_keys::FixedClock(at)),
+            Box::new(|_: &str| {}),
+        )
+        .unwrap()
+    };
+    let earlier = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48);
+    let e = open(earlier)
+        .apply(&Target::Channel, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not entitle this host to 1.0.0"), "{e}");
+    assert_eq!(h.current(), None);
+    open(jiff::Timestamp::now())
+        .apply(&Target::Channel, &ApplyOptions::default())
+        .unwrap();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+}
+
 /// An update whose post_swap script rewrites the old release's config and
 /// the license, then fails its health check: the automatic rollback puts
 /// both back byte for byte from the backup taken before the swap.

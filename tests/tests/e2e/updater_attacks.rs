@@ -374,3 +374,231 @@ fn replayed_older_channel_pointer() {
     std::fs::write(h.repo.join("channels/panel/stable.json"), &old_pointer).unwrap();
     refused(&h, "is older than one already accepted here");
 }
+
+/// Regression (SPEC §12 Q12): a release key alone cannot plant a setuid
+/// root binary. Signed setuid/setgid bits are stripped unless the host
+/// names the file in `update.allow_setuid`; `verify` expects the stripped
+/// mode, and catches the bits put back by hand.
+#[test]
+fn setuid_bit_stripped_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new();
+    let mode = |rel: &str| {
+        std::fs::metadata(h.root.join("opt/current").join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let publish = |v: &str| {
+        let t = h.tree(v, true, "a = 1\n");
+        let helper = t.join("bin/helper");
+        std::fs::write(&helper, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o6755)).unwrap();
+        h.publish_tree(v, &["--config", "etc/*.toml", "--health-cmd", "bin/health"]);
+        let signed = h
+            .manifest(v)
+            .files
+            .iter()
+            .find_map(|e| match e {
+                charter_updater::manifest::Entry::File { path, mode, .. }
+                    if path.as_str() == "bin/helper" =>
+                {
+                    Some(*mode)
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(signed, 0o6755, "the manifest signs the bits");
+    };
+    publish("1.0.0");
+    let out = h.update(&["apply"]).ok();
+    assert!(
+        out.stderr
+            .contains("bin/helper: setuid/setgid bits not installed"),
+        "{out:?}"
+    );
+    assert_eq!(mode("bin/helper"), 0o755);
+    h.update(&["verify"]).ok();
+    // The bits put back by hand are what verify reports.
+    let helper = h.root.join("opt/current/bin/helper");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let v = h.update(&["verify"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout.contains("bin/helper") && v.stdout.contains("expected 755"),
+        "{v:?}"
+    );
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A host that names the file keeps the signed bits.
+    h.write_config(
+        &h.server.url(),
+        "[update]\nallow_setuid = [\"bin/helper\"]\n",
+    );
+    publish("1.1.0");
+    let out = h.update(&["apply"]).ok();
+    assert!(
+        !out.stderr.contains("setuid/setgid bits not installed"),
+        "{out:?}"
+    );
+    assert_eq!(mode("bin/helper"), 0o6755);
+    h.update(&["verify"]).ok();
+    // Only paths inside a release can be named.
+    h.write_config(
+        &h.server.url(),
+        "[update]\nallow_setuid = [\"/usr/bin/sudo\"]\n",
+    );
+    h.update(&["apply"]).fails_with("update.allow_setuid");
+}
+
+/// Regression (SPEC §12 Q12): the sticky bit on a file means nothing and
+/// is refused when the manifest is made, before anything is signed.
+#[test]
+fn sticky_bit_on_a_file_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new();
+    let t = h.tree("1.0.0", true, "a = 1\n");
+    std::fs::set_permissions(
+        t.join("share/data"),
+        std::fs::Permissions::from_mode(0o1644),
+    )
+    .unwrap();
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "1.0.0",
+        "--from",
+        "trees/1.0.0",
+        "--out",
+        "out/1.0.0",
+    ])
+    .fails_with("`share/data` has the sticky bit");
+    assert!(!h.path().join("out/1.0.0").exists());
+}
+
+/// Regression (SPEC §12 Q37): a health probe named by a bare `argv[0]`
+/// (`true`) would run whatever PATH finds first, as root. It is refused
+/// when the manifest is made and, in a manifest signed by other means,
+/// when the host verifies it, with nothing changed.
+#[test]
+fn probe_bare_name_not_from_path() {
+    let h = host();
+    h.tree("3.0.0", true, "a = 3\n");
+    h.f.charter(&[
+        "manifest",
+        "create",
+        "--product",
+        "panel",
+        "--version",
+        "3.0.0",
+        "--from",
+        "trees/3.0.0",
+        "--out",
+        "out/3.0.0",
+        "--health-cmd",
+        "true",
+    ])
+    .fails_with("health check command `true` must be a path inside the release");
+    assert!(!h.path().join("out/3.0.0").exists());
+    // Signed by the release keys all the same (bypassing the CLI).
+    let mut m = h.manifest("2.0.0");
+    if let Some(hc) = &mut m.health_check {
+        hc.probe = charter_updater::manifest::Probe::Command {
+            argv: vec!["true".into()],
+        };
+    }
+    h.install_raw(m, None, &["rel1.key", "rel2.key"]);
+    refused(
+        &h,
+        "health check command `true` must be a path inside the release",
+    );
+}
+
+/// Regression (SPEC §12 Q37): command probes run as `service.scripts_user`
+/// like the scripts, not as root. As root, the probe passes only when it
+/// runs as `nobody`; otherwise (no root) as this test's own user, which
+/// still takes the switch-user path.
+#[test]
+fn probe_runs_as_scripts_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let my_uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let root = my_uid == 0;
+    let (user, uid) = if root {
+        ("nobody".to_owned(), 65534)
+    } else {
+        let uid = my_uid;
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        let name = passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 3 && f[2] == uid.to_string()).then(|| f[0].to_owned())
+            })
+            .expect("this test's user is in /etc/passwd");
+        (name, uid)
+    };
+    let h = Host::with_config(&format!("[service]\nscripts_user = \"{user}\"\n"));
+    // `nobody` must reach the release through the test's directory.
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = h.tree("1.0.0", true, "a = 1\n");
+    std::fs::write(
+        t.join("bin/health"),
+        format!("#!/bin/sh\n[ \"$(id -u)\" = {uid} ]\n"),
+    )
+    .unwrap();
+    h.publish_tree(
+        "1.0.0",
+        &[
+            "--config",
+            "etc/*.toml",
+            "--health-cmd",
+            "bin/health",
+            "--health-retries",
+            "0",
+        ],
+    );
+    let out = h.update(&["apply"]);
+    assert_eq!(out.code, 0, "the probe did not run as {user}: {out:?}");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+}
+
+/// Regression (SPEC §12 Q38): the config's `[health]` is held to the
+/// manifest's rules at load, so `config test` catches what would
+/// otherwise roll back every update.
+#[test]
+fn config_health_check_validated() {
+    let h = host();
+    for (health, needle) in [
+        (
+            "[health]\ntimeout_secs = 5\nretries = 0\ninterval_secs = 0\n[health.command]\nargv = []\n",
+            "health check command is empty",
+        ),
+        (
+            "[health]\ntimeout_secs = 5\nretries = 0\ninterval_secs = 0\n[health.http]\nurl = \"ftp://127.0.0.1/\"\nexpect_status = 200\n",
+            "must start with http:// or https://",
+        ),
+        (
+            "[health]\ntimeout_secs = 0\nretries = 0\ninterval_secs = 0\n[health.command]\nargv = [\"bin/health\"]\n",
+            "timeout 0s",
+        ),
+        (
+            "[health]\ntimeout_secs = 5\nretries = 0\ninterval_secs = 0\n[health.command]\nargv = [\"true\"]\n",
+            "must be a path inside the release",
+        ),
+    ] {
+        h.write_config(&h.server.url(), health);
+        let t = h.update(&["config", "test"]);
+        assert_ne!(t.code, 0, "{health}: {t:?}");
+        assert!(
+            t.stdout.contains(needle) || t.stderr.contains(needle),
+            "{health}: {t:?}"
+        );
+        let before = h.snapshot();
+        h.update(&["apply"]).fails_with(needle);
+        assert_eq!(before, h.snapshot(), "{health}");
+        assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    }
+}

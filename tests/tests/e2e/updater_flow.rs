@@ -648,3 +648,40 @@ fn install_root_writable_by_others_is_refused() {
     h.update(&["apply"]).ok();
     assert_eq!(h.current().as_deref(), Some("2.0.0"));
 }
+
+/// Regression (SPEC §12 Q45): with keep_releases = 3, a good 1.0.0 was
+/// pruned while the bad 1.2.0 was kept. Bad versions take no place and
+/// go first; and the refusal says what marked a version bad.
+#[test]
+fn bad_release_never_takes_a_good_ones_place() {
+    let h = Host::with_config("[update]\nkeep_releases = 3\n");
+    let releases = || {
+        let mut v: Vec<String> = std::fs::read_dir(h.root.join("opt/releases"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for v in ["1.0.0", "1.1.0"] {
+        h.publish(v, true, "a = 1\n", &[]);
+        h.update(&["apply"]).ok();
+    }
+    h.publish("1.2.0", false, "a = 1\n", &[]);
+    assert_eq!(h.update(&["apply"]).code, 3);
+    assert_eq!(h.status()["bad_causes"]["1.2.0"], "health-check");
+    h.update(&["apply", "--version", "1.2.0"])
+        .fails_with("1.2.0 failed its health check on this host before and is marked bad");
+    h.publish("1.3.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    assert_eq!(releases(), ["1.0.0", "1.1.0", "1.3.0"]);
+    // A rollback asked for marks the version bad too, and says so.
+    h.update(&["rollback"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+    h.update(&["apply"])
+        .fails_with("1.3.0 was rolled back on request on this host and is marked bad");
+    assert_eq!(h.status()["bad_causes"]["1.3.0"], "requested");
+    h.update(&["apply", "--retry-bad"]).ok();
+    assert!(h.status()["bad_causes"].get("1.3.0").is_none());
+}
