@@ -190,10 +190,10 @@ impl Agent {
             if !self.eval.reasons.iter().any(|r| r.starts_with("clock")) {
                 let mut floor = rt.time_floor.max(now);
                 if let Some(l) = self.license() {
-                    floor = floor.max(l.license.issued_at);
+                    floor = floor.max(l.license().issued_at);
                 }
                 if let Some(s) = &self.status {
-                    floor = floor.max(s.status.issued_at);
+                    floor = floor.max(s.status().issued_at);
                 }
                 // Persist the mark when it moved by a minute or more (or a
                 // signed document raised it): no disk write every tick.
@@ -204,7 +204,7 @@ impl Agent {
                 }
             }
             if let Some(l) = self.license.as_ref().and_then(|l| l.as_ref().ok()) {
-                let l = &l.license;
+                let l = l.license();
                 let same = rt.license_id.as_deref() == Some(l.license_id.as_str());
                 if (!same && self.eval.state != State::Invalid)
                     || (same && l.serial > rt.highest_serial)
@@ -279,13 +279,13 @@ impl Agent {
         if file_stamp(&self.cfg.paths.license) == self.license_stamp {
             return Ok(false);
         }
-        let before = self.license().map(|l| l.digest.clone());
+        let before = self.license().map(|l| l.digest().to_owned());
         self.read_license();
-        let after = self.license().map(|l| l.digest.clone());
+        let after = self.license().map(|l| l.digest().to_owned());
         if before == after && self.license.as_ref().is_none_or(|l| l.is_ok()) {
             return Ok(false);
         }
-        self.record(json!({"kind": "license", "action": "loaded", "license": self.license().map(|l| json!({"id": l.license.license_id, "serial": l.license.serial}))}))?;
+        self.record(json!({"kind": "license", "action": "loaded", "license": self.license().map(|l| json!({"id": l.license().license_id, "serial": l.license().serial}))}))?;
         self.evaluate_and_record("license changed")?;
         Ok(true)
     }
@@ -307,24 +307,25 @@ impl Agent {
     /// deleted runtime state.
     pub fn accept_status(&mut self, bytes: &[u8]) -> Result<()> {
         let st = VerifiedStatus::verify(bytes, &self.root)?;
-        let Some(lic) = self.license().map(|l| l.license.clone()) else {
+        let Some(lic) = self.license().map(|l| l.license().clone()) else {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: "no license is installed".into(),
             });
         };
-        if st.status.license_id != lic.license_id {
-            self.record(json!({"kind": "status", "action": "refused", "reason": "for another license", "license_id": st.status.license_id}))?;
+        if st.status().license_id != lic.license_id {
+            self.record(json!({"kind": "status", "action": "refused", "reason": "for another license", "license_id": st.status().license_id}))?;
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(
                     "it is for license `{}`, this host has `{}`",
-                    st.status.license_id, lic.license_id
+                    st.status().license_id,
+                    lic.license_id
                 ),
             });
         }
         if let Some(held) = &self.status
-            && held.status.issued_at > st.status.issued_at
+            && held.status().issued_at > st.status().issued_at
         {
             return Err(Error::Invalid {
                 what: "license status",
@@ -334,19 +335,19 @@ impl Agent {
         let now = self.clock.now();
         let tolerance =
             SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
-        if st.status.issued_at > now + tolerance {
+        if st.status().issued_at > now + tolerance {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(
                     "issued at {}, in the future of this host's clock ({now})",
-                    st.status.issued_at
+                    st.status().issued_at
                 ),
             });
         }
         let freshness = SignedDuration::from_secs(
             i64::try_from(lic.max_offline_secs.unwrap_or(86_400).min(86_400)).unwrap_or(86_400),
         );
-        let fresh = st.status.issued_at + freshness >= now;
+        let fresh = st.status().issued_at + freshness >= now;
         let mut rt = match (&self.loaded, fresh) {
             (Loaded::Tampered(_) | Loaded::Deleted, true) => {
                 self.notes
@@ -363,7 +364,7 @@ impl Agent {
                 RuntimeState {
                     license_id: Some(lic.license_id.clone()),
                     highest_serial: lic.serial,
-                    time_floor: now.max(st.status.issued_at),
+                    time_floor: now.max(st.status().issued_at),
                     ..RuntimeState::default()
                 }
             }
@@ -372,7 +373,7 @@ impl Agent {
                     what: "license status",
                     reason: format!(
                         "issued at {}: not fresh enough to re-establish a tampered state",
-                        st.status.issued_at
+                        st.status().issued_at
                     ),
                 });
             }
@@ -380,7 +381,7 @@ impl Agent {
         };
         rt.last_status = Some(String::from_utf8_lossy(bytes).into_owned());
         rt.last_status_fetch = Some(now);
-        self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status.state, "issued_at": st.status.issued_at}))?;
+        self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status().state, "issued_at": st.status().issued_at}))?;
         self.store.save(&rt)?;
         self.loaded = Loaded::Ok(rt);
         self.status = Some(st);
@@ -390,7 +391,7 @@ impl Agent {
     /// Fetches the status document from the license's status URL and takes
     /// it. Returns false when the license has no status URL.
     pub fn refresh_status(&mut self) -> Result<bool> {
-        let Some(url) = self.license().and_then(|l| l.license.status_url.clone()) else {
+        let Some(url) = self.license().and_then(|l| l.license().status_url.clone()) else {
             return Ok(false);
         };
         let token = self.cfg.status.token.as_ref().and_then(|t| t.expose());

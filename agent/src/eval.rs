@@ -138,7 +138,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
             e.worsen(State::Invalid, format!("license does not verify: {why}"));
             return e;
         }
-        Some(Ok(l)) => &l.license,
+        Some(Ok(l)) => l.license(),
     };
     e.license_id = Some(lic.license_id.clone());
     e.customer = Some(lic.customer.clone());
@@ -222,7 +222,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
     // 7. The signed status.
     let mut last_contact = lic.issued_at;
     if let Some(st) = i.status {
-        let s = &st.status;
+        let s = st.status();
         if s.license_id != lic.license_id {
             e.warnings.push(format!(
                 "ignored a status document for license `{}`",
