@@ -203,14 +203,15 @@ impl Agent {
                     dirty = true;
                 }
             }
+            // The serial ratchet, one mark per license id (§10.4): a known
+            // id's mark only rises; a new id is recorded once the license
+            // evaluates to something other than `invalid`.
             if let Some(l) = self.license.as_ref().and_then(|l| l.as_ref().ok()) {
                 let l = l.license();
-                let same = rt.license_id.as_deref() == Some(l.license_id.as_str());
-                if (!same && self.eval.state != State::Invalid)
-                    || (same && l.serial > rt.highest_serial)
+                let known = rt.highest_serial(&l.license_id).is_some();
+                if (known || self.eval.state != State::Invalid)
+                    && rt.record_serial(&l.license_id, l.serial, now)
                 {
-                    rt.license_id = Some(l.license_id.clone());
-                    rt.highest_serial = l.serial;
                     dirty = true;
                 }
             }
@@ -361,12 +362,12 @@ impl Agent {
                     self.notes
                         .push(format!("previous audit log kept as {}", aside.display()));
                 }
-                RuntimeState {
-                    license_id: Some(lic.license_id.clone()),
-                    highest_serial: lic.serial,
+                let mut rt = RuntimeState {
                     time_floor: now.max(st.status().issued_at),
                     ..RuntimeState::default()
-                }
+                };
+                rt.record_serial(&lic.license_id, lic.serial, now);
+                rt
             }
             (Loaded::Tampered(_) | Loaded::Deleted, false) => {
                 return Err(Error::Invalid {

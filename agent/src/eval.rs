@@ -192,15 +192,16 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
                 ),
             );
         }
-        // 5. No older license replayed.
-        if rt.license_id.as_deref() == Some(lic.license_id.as_str())
-            && lic.serial < rt.highest_serial
+        // 5. No older license replayed (the highest serial is kept per
+        // license id).
+        if let Some(highest) = rt.highest_serial(&lic.license_id)
+            && lic.serial < highest
         {
             e.worsen(
                 State::Invalid,
                 format!(
-                    "license serial {} is older than serial {} already seen here",
-                    lic.serial, rt.highest_serial
+                    "license serial {} is older than serial {highest} already seen here",
+                    lic.serial
                 ),
             );
         }

@@ -573,3 +573,61 @@ fn status_from_the_future_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("in the future"), "{err}");
 }
+
+/// Regression (issue 12, Q26): license A serial 2, then license B, then A
+/// serial 1. The ratchet keeps a mark per license id, so installing B in
+/// between does not reopen A's old serial.
+#[test]
+fn serial_replay_after_other_license_refused() {
+    let e = Env::new();
+    e.write_license(&e.license(2), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    let mut b = e.license(1);
+    b.license_id = "lic-trial".into();
+    e.write_license(&b, &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    e.write_license(&e.license(1), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid, "{:?}", a.evaluation());
+    assert!(has_reason(&a, "serial 1 is older than serial 2"));
+    // And B's mark is kept as well.
+    let mut b0 = b.clone();
+    b0.serial = 0;
+    e.write_license(&b0, &e.lic_key);
+    assert!(has_reason(&e.agent(), "serial 0 is older than serial 1"));
+}
+
+/// A state file the previous version wrote (one `license_id` and
+/// `highest_serial`, MAC label v1) still loads: its serial is migrated
+/// into the per-id ratchet, and the next write uses the current format.
+#[test]
+fn state_written_by_the_previous_version_still_loads() {
+    let e = Env::new();
+    e.write_license(&e.license(5), &e.lic_key);
+    drop(e.agent());
+    // The previous version's state, byte for byte as it serialized it.
+    let legacy = format!(
+        "{{\"license_id\":\"lic-1\",\"highest_serial\":5,\"time_floor\":\"{}\",\"last_status\":null,\"last_status_fetch\":null,\"audit_lines\":0,\"audit_head\":null}}",
+        e.t0
+    );
+    let store = charter_agent::state::StateStore::open(&e.path("state")).unwrap();
+    let mac = store.keyed_hash(b"charter-license-state-v1\0", legacy.as_bytes());
+    let p = e.path("state/license-state.json");
+    std::fs::write(&p, format!("{{\"state\": {legacy}, \"mac\": \"{mac}\"}}\n")).unwrap();
+    std::fs::remove_file(e.path("state/audit.jsonl")).unwrap();
+    assert!(matches!(
+        store.load().unwrap(),
+        charter_agent::state::Loaded::Ok(rt) if rt.highest_serial("lic-1") == Some(5)
+    ));
+    e.write_license(&e.license(4), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "serial 4 is older than serial 5"));
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("\"serials\"") && !text.contains("highest_serial"),
+        "{text}"
+    );
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+    assert!(has_reason(&e.agent(), "serial 4 is older than serial 5"));
+}
