@@ -3,7 +3,7 @@
 //! writes the audit log. The API (in [`crate::api`]) reads its evaluation.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use charter_keys::Clock;
@@ -173,7 +173,7 @@ impl Agent {
         }
         let now = self.clock.now();
         let changed_state = before.state != self.eval.state || before.reasons != self.eval.reasons;
-        let mut rt = self.runtime_for_update();
+        let mut rt = self.runtime_for_update()?;
         if let Some(rt) = rt.as_mut() {
             let mut dirty = false;
             if changed_state || why == "start" {
@@ -228,16 +228,67 @@ impl Agent {
     }
 
     /// The runtime state to update, or None while it is tampered/deleted
-    /// (it stays so until a fresh signed status arrives).
-    fn runtime_for_update(&self) -> Option<RuntimeState> {
+    /// (it stays so until a fresh signed status arrives). A first run
+    /// that finds an audit log left behind (the host secret and the state
+    /// were deleted, the log was not) starts the log over first.
+    fn runtime_for_update(&mut self) -> Result<Option<RuntimeState>> {
         match &self.loaded {
-            Loaded::Ok(rt) => Some(rt.clone()),
-            Loaded::Fresh => Some(RuntimeState {
-                time_floor: self.clock.now(),
-                ..RuntimeState::default()
-            }),
-            Loaded::Tampered(_) | Loaded::Deleted => None,
+            Loaded::Ok(rt) => Ok(Some(rt.clone())),
+            Loaded::Fresh => {
+                let now = self.clock.now();
+                let mut rt = RuntimeState {
+                    time_floor: now,
+                    ..RuntimeState::default()
+                };
+                if self.audit.path().exists() {
+                    self.start_over(
+                        &mut rt,
+                        "fresh",
+                        "no host key and no license state: a first run, but an audit log was already there".into(),
+                        now,
+                    )?;
+                    self.store.save(&rt)?;
+                    self.loaded = Loaded::Ok(rt.clone());
+                }
+                Ok(Some(rt))
+            }
+            Loaded::Tampered(_) | Loaded::Deleted => Ok(None),
         }
+    }
+
+    /// Starts the audit log over for a new runtime state (docs/SPEC.md
+    /// §10.4, §10.7). The old log cannot verify against the new state, so
+    /// it is renamed aside (`audit.<time>.jsonl`), as is a tampered state
+    /// file (`license-state.<time>.tampered.json`), both kept as evidence;
+    /// the new log's first line says why and names them.
+    fn start_over(
+        &mut self,
+        rt: &mut RuntimeState,
+        why: &'static str,
+        detail: String,
+        now: Timestamp,
+    ) -> Result<()> {
+        let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let log = set_aside(self.audit.path(), "audit", &stamp, "jsonl")?;
+        let state = if why == "tampered" {
+            set_aside(
+                &self.store.state_path(),
+                "license-state",
+                &stamp,
+                "tampered.json",
+            )?
+        } else {
+            None
+        };
+        for p in [&log, &state].into_iter().flatten() {
+            self.notes.push(format!("kept {} aside", p.display()));
+        }
+        self.audit.append(
+            &self.store,
+            rt,
+            now,
+            json!({"kind": "reestablished", "why": why, "detail": detail, "set_aside": {"audit_log": log, "state": state}}),
+        )
     }
 
     fn enforce(&mut self, before: &BTreeSet<String>) -> Result<()> {
@@ -293,7 +344,7 @@ impl Agent {
 
     /// Appends an event (when the state is sound) and saves.
     pub fn record(&mut self, event: serde_json::Value) -> Result<()> {
-        if let Some(mut rt) = self.runtime_for_update() {
+        if let Some(mut rt) = self.runtime_for_update()? {
             self.audit
                 .append(&self.store, &mut rt, self.clock.now(), event)?;
             self.store.save(&rt)?;
@@ -351,22 +402,22 @@ impl Agent {
         let fresh = st.status().issued_at + freshness >= now;
         let mut rt = match (&self.loaded, fresh) {
             (Loaded::Tampered(_) | Loaded::Deleted, true) => {
-                self.notes
-                    .push("a fresh signed status re-established the license state".into());
-                // The old audit chain cannot be verified against the new
-                // state: keep it aside as evidence and start a new one.
-                let log = self.audit.path().to_owned();
-                if log.exists() {
-                    let aside = log.with_extension(format!("jsonl.before-{}", now.as_second()));
-                    std::fs::rename(&log, &aside).map_err(|e| Error::io("rename", &log, e))?;
-                    self.notes
-                        .push(format!("previous audit log kept as {}", aside.display()));
-                }
+                let (why, detail) = match &self.loaded {
+                    Loaded::Tampered(detail) => ("tampered", detail.clone()),
+                    _ => (
+                        "deleted",
+                        format!("{} was deleted", self.store.state_path().display()),
+                    ),
+                };
+                self.notes.push(format!(
+                    "a fresh signed status re-established the license state ({why})"
+                ));
                 let mut rt = RuntimeState {
                     time_floor: now.max(st.status().issued_at),
                     ..RuntimeState::default()
                 };
                 rt.record_serial(&lic.license_id, lic.serial, now);
+                self.start_over(&mut rt, why, detail, now)?;
                 rt
             }
             (Loaded::Tampered(_) | Loaded::Deleted, false) => {
@@ -378,7 +429,7 @@ impl Agent {
                     ),
                 });
             }
-            _ => self.runtime_for_update().unwrap_or_default(),
+            _ => self.runtime_for_update()?.unwrap_or_default(),
         };
         rt.last_status = Some(String::from_utf8_lossy(bytes).into_owned());
         rt.last_status_fetch = Some(now);
@@ -508,6 +559,24 @@ fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Renames `path` (when it exists) to `<stem>.<stamp>.<ext>` in the same
+/// directory, or `<stem>.<stamp>-N.<ext>` when that is taken; returns the
+/// new path.
+fn set_aside(path: &Path, stem: &str, stamp: &str, ext: &str) -> Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut aside = dir.join(format!("{stem}.{stamp}.{ext}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.join(format!("{stem}.{stamp}-{n}.{ext}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside).map_err(|e| Error::io("rename", path, e))?;
+    Ok(Some(aside))
 }
 
 /// Kills a process group (the child was started as its leader).

@@ -314,6 +314,11 @@ impl StateStore {
         Ok(())
     }
 
+    /// The state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -542,7 +542,10 @@ fn older_serial_after_state_reset_is_superseded() {
     let kept = std::fs::read_dir(e.path("state"))
         .unwrap()
         .flatten()
-        .any(|f| f.file_name().to_string_lossy().contains("before-"));
+        .any(|f| {
+            let n = f.file_name().to_string_lossy().into_owned();
+            n.starts_with("audit.") && n.ends_with(".jsonl") && n != "audit.jsonl"
+        });
     assert!(kept);
 }
 
@@ -630,4 +633,105 @@ fn state_written_by_the_previous_version_still_loads() {
     );
     assert_eq!(a.verify_audit().unwrap().problem, None);
     assert!(has_reason(&e.agent(), "serial 4 is older than serial 5"));
+}
+
+fn first_audit_line(e: &Env) -> serde_json::Value {
+    let log = std::fs::read_to_string(e.path("state/audit.jsonl")).unwrap();
+    serde_json::from_str(log.lines().next().unwrap()).unwrap()
+}
+
+/// Regression (issue 12, Q42): after a tampered state is re-established,
+/// the new audit log's first line says so, why, and where the old log
+/// and the tampered state file were kept; `audit verify` passes, also
+/// after a restart, and the old log is intact beside it.
+#[test]
+fn tampered_state_reestablished_is_logged_and_audit_verifies() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    let old_log = std::fs::read(e.path("state/audit.jsonl")).unwrap();
+    let p = e.path("state/license-state.json");
+    let tampered = std::fs::read_to_string(&p).unwrap().replacen(
+        "\"audit_lines\": 1",
+        "\"audit_lines\": 0",
+        1,
+    );
+    std::fs::write(&p, &tampered).unwrap();
+    let mut a = e.agent();
+    assert!(has_reason(&a, "tampered"));
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+    let first = first_audit_line(&e);
+    assert_eq!(first["seq"], 1, "{first}");
+    let ev = &first["event"];
+    assert_eq!(ev["kind"], "reestablished", "{first}");
+    assert_eq!(ev["why"], "tampered", "{first}");
+    assert!(
+        ev["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fails its authentication check"),
+        "{first}"
+    );
+    let aside_log = PathBuf::from(ev["set_aside"]["audit_log"].as_str().unwrap());
+    let aside_state = PathBuf::from(ev["set_aside"]["state"].as_str().unwrap());
+    assert!(aside_log.starts_with(e.path("state")), "{first}");
+    assert_eq!(
+        std::fs::read(&aside_log).unwrap(),
+        old_log,
+        "old log kept as it was"
+    );
+    assert_eq!(std::fs::read_to_string(&aside_state).unwrap(), tampered);
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+    drop(a);
+    assert_eq!(e.agent().verify_audit().unwrap().problem, None);
+}
+
+/// Regression (issue 12, Q42): the same for a deleted state.
+#[test]
+fn deleted_state_reestablished_is_logged_and_audit_verifies() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    let ev = first_audit_line(&e)["event"].clone();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["why"].as_str()),
+        (Some("reestablished"), Some("deleted")),
+        "{ev}"
+    );
+    assert!(
+        ev["set_aside"]["audit_log"]
+            .as_str()
+            .unwrap()
+            .contains("/audit."),
+        "{ev}"
+    );
+    assert_eq!(ev["set_aside"]["state"], serde_json::Value::Null);
+    assert_eq!(e.agent().verify_audit().unwrap().problem, None);
+}
+
+/// The host secret and the state deleted together (a first run), the old
+/// audit log left behind: the log starts over instead of failing
+/// `audit verify` from then on.
+#[test]
+fn first_run_over_an_old_audit_log_starts_it_over() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    std::fs::remove_file(e.path("state/host.key")).unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Active);
+    let ev = first_audit_line(&e)["event"].clone();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["why"].as_str()),
+        (Some("reestablished"), Some("fresh")),
+        "{ev}"
+    );
+    assert_eq!(a.verify_audit().unwrap().problem, None);
 }

@@ -122,14 +122,20 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
     args.push(&out_s);
     args.extend_from_slice(license_args);
     h.f.charter(&args).ok();
+    spawn(&cfg)
+}
+
+/// Starts `charter-agent run` on an existing config (a restart, after the
+/// first `start`) and waits for its socket.
+fn spawn(cfg: &Path) -> Daemon {
     let child = Command::new(charter_tests::bin("charter-agent"))
         .arg("run")
-        .env("CHARTER_AGENT_CONFIG", &cfg)
+        .env("CHARTER_AGENT_CONFIG", cfg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let socket = d.join("agent.sock");
+    let socket = cfg.parent().unwrap().join("agent.sock");
     let t = Instant::now();
     while UnixStream::connect(&socket).is_err() {
         assert!(
@@ -138,7 +144,11 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Daemon { child, cfg, socket }
+    Daemon {
+        child,
+        cfg: cfg.to_owned(),
+        socket,
+    }
 }
 
 fn is_root() -> bool {
@@ -759,4 +769,60 @@ fn status_token_plain_then_encrypted_never_shown() {
             );
         }
     }
+}
+
+/// Regression (issue 12, Q42): the runtime state is tampered with while
+/// the agent is stopped; at the restart the agent's own status fetch
+/// re-establishes it. `charter-agent audit verify` passes afterwards, and
+/// the new log's first line says the state was re-established because it
+/// was tampered with, naming the old log and the state file kept aside.
+#[test]
+fn tampered_state_reestablished_audit_verifies_and_says_why() {
+    let h = Host::new();
+    let status = h.path().join("agent-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "active",
+        "--out",
+        status.to_str().unwrap(),
+    ])
+    .ok();
+    let url = format!("file://{}", status.display());
+    let a = start(&h, &["--status-url", &url, "--max-offline", "7d"], "");
+    assert_eq!(a.cli(&["status", "--json"]).ok().json()["state"], "active");
+    let cfg = a.cfg.clone();
+    drop(a);
+    let state_dir = h.path().join("agent/state");
+    let state_file = state_dir.join("license-state.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    doc["mac"] = serde_json::json!("0".repeat(64));
+    let tampered = serde_json::to_vec(&doc).unwrap();
+    std::fs::write(&state_file, &tampered).unwrap();
+    let old_log = std::fs::read(state_dir.join("audit.jsonl")).unwrap();
+
+    let a = spawn(&cfg);
+    assert_eq!(a.cli(&["status", "--json"]).ok().json()["state"], "active");
+    let out = a.cli(&["audit", "verify"]).ok();
+    assert!(out.stdout.contains("audit log OK"), "{out:?}");
+    let log = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let ev = &first["event"];
+    assert_eq!(ev["kind"], "reestablished", "{first}");
+    assert_eq!(ev["why"], "tampered", "{first}");
+    let aside_log = ev["set_aside"]["audit_log"].as_str().unwrap();
+    assert!(aside_log.contains("/agent/state/audit."), "{first}");
+    assert_eq!(std::fs::read(aside_log).unwrap(), old_log);
+    let aside_state = ev["set_aside"]["state"].as_str().unwrap();
+    assert_eq!(std::fs::read(aside_state).unwrap(), tampered);
+    // And after another restart.
+    drop(a);
+    let a = spawn(&cfg);
+    a.cli(&["audit", "verify"]).ok();
 }
