@@ -202,7 +202,7 @@ impl Default for ClockCfg {
 }
 
 /// Commands run when a feature turns on or off (argv, no shell).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureHooks {
     /// Run when the feature turns on.
@@ -211,6 +211,23 @@ pub struct FeatureHooks {
     /// Run when it turns off.
     #[serde(default)]
     pub off: Option<Vec<String>>,
+    /// Seconds a hook may run before its process group is killed.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for FeatureHooks {
+    fn default() -> Self {
+        FeatureHooks {
+            on: None,
+            off: None,
+            timeout_secs: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> u64 {
+    60
 }
 
 fn default_rate() -> u32 {
@@ -295,6 +312,13 @@ impl Config {
             return Err(bad(
                 "api.rate_per_sec, api.burst and api.max_connections must be positive".into(),
             ));
+        }
+        for (name, hooks) in &cfg.features {
+            if !(1..=3600).contains(&hooks.timeout_secs) {
+                return Err(bad(format!(
+                    "features.{name}.timeout_secs must be 1 to 3600"
+                )));
+            }
         }
         if cfg.status.refresh_secs < 10 {
             return Err(bad("status.refresh_secs must be at least 10".into()));

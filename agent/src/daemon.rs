@@ -32,6 +32,7 @@ pub struct Agent {
     eval: Evaluation,
     audit: AuditLog,
     notes: Vec<String>,
+    hooks: Option<HookRunner>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -87,6 +88,7 @@ impl Agent {
             status: None,
             audit,
             notes: Vec::new(),
+            hooks: None,
         };
         if let Loaded::Ok(rt) = &agent.loaded
             && let Some(text) = &rt.last_status
@@ -134,7 +136,11 @@ impl Agent {
 
     /// Progress notes since the last call (the daemon logs them).
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        let mut notes = std::mem::take(&mut self.notes);
+        if let Some(h) = &self.hooks {
+            notes.append(&mut h.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        notes
     }
 
     /// The config.
@@ -301,12 +307,15 @@ impl Agent {
                 _ => None,
             };
             if let Some(argv) = cmd {
-                let result = run_hook(argv);
-                self.notes.push(format!(
-                    "feature {name} turned {}: {}",
-                    if is { "on" } else { "off" },
-                    result.as_deref().unwrap_or_else(|e| e.as_str())
-                ));
+                let job = HookJob {
+                    label: format!("feature {name} turned {}", if is { "on" } else { "off" }),
+                    argv: argv.clone(),
+                    timeout: Duration::from_secs(hooks.timeout_secs),
+                };
+                let hooks = self.hooks.get_or_insert_with(HookRunner::start);
+                if let Err(why) = hooks.queue(job) {
+                    self.notes.push(why);
+                }
             }
         }
         let doc = json!({
@@ -530,22 +539,88 @@ pub fn load_root(cfg: &Config) -> Result<VerifiedRoot> {
     }
 }
 
-/// Runs a feature hook with a 60 s timeout (its process group is killed
-/// when it expires).
-fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
+/// The `PATH` a hook gets: its environment is otherwise empty.
+const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Hooks waiting to run, at most; past that a change is noted and its
+/// hook skipped.
+const HOOK_QUEUE: usize = 64;
+
+/// One hook to run.
+struct HookJob {
+    label: String,
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+/// Runs feature hooks on a thread of its own, one at a time in the order
+/// they were queued (an `off` never overtakes the `on` before it), so a
+/// slow or hanging hook never holds the agent (docs/SPEC.md §10.8). The
+/// results come back as notes. The thread ends when the agent is dropped
+/// and the queue is empty.
+struct HookRunner {
+    tx: Option<std::sync::mpsc::SyncSender<HookJob>>,
+    notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HookRunner {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HookJob>(HOOK_QUEUE);
+        let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = std::sync::Arc::clone(&notes);
+        let spawned = std::thread::Builder::new()
+            .name("feature-hooks".into())
+            .spawn(move || {
+                for job in rx {
+                    let result = run_hook(&job.argv, job.timeout);
+                    out.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+                        "{}: {}",
+                        job.label,
+                        result.as_deref().unwrap_or_else(|e| e.as_str())
+                    ));
+                }
+            });
+        HookRunner {
+            tx: spawned.is_ok().then_some(tx),
+            notes,
+        }
+    }
+
+    fn queue(&self, job: HookJob) -> std::result::Result<(), String> {
+        let Some(tx) = &self.tx else {
+            return Err(format!("{}: hook not run: no thread to run it", job.label));
+        };
+        tx.try_send(job).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(j) => format!(
+                "{}: hook not run: {HOOK_QUEUE} hooks are already waiting",
+                j.label
+            ),
+            std::sync::mpsc::TrySendError::Disconnected(j) => {
+                format!("{}: hook not run: the hook thread is gone", j.label)
+            }
+        })
+    }
+}
+
+/// Runs a feature hook: no shell, stdin/stdout/stderr on `/dev/null`, an
+/// empty environment but for `PATH`, in a process group of its own that
+/// is killed as a whole when `timeout` passes.
+fn run_hook(argv: &[String], timeout: Duration) -> std::result::Result<String, String> {
     use std::os::unix::process::CommandExt;
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
     let mut child = std::process::Command::new(prog)
         .args(args)
+        .env_clear()
+        .env("PATH", HOOK_PATH)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(s)) if s.success() => return Ok("ok".into()),
@@ -553,7 +628,10 @@ fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
             Ok(None) if std::time::Instant::now() > deadline => {
                 kill_group(child.id());
                 let _ = child.wait();
-                return Err(format!("`{prog}` timed out after 60 s"));
+                return Err(format!(
+                    "`{prog}` timed out after {} s; its process group was killed",
+                    timeout.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(e.to_string()),

@@ -826,3 +826,78 @@ fn tampered_state_reestablished_audit_verifies_and_says_why() {
     let a = spawn(&cfg);
     a.cli(&["audit", "verify"]).ok();
 }
+
+/// Whether process `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+fn read_pid(p: &Path) -> Option<u32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Regression (issue 12, Q41): an `on` hook that hangs (and leaves a child
+/// behind) used to hold the agent's lock: for 60 s nothing answered, and
+/// at start the socket did not even appear. Now the API answers within a
+/// second while the hook hangs, also the endpoint that takes the agent's
+/// lock; the hook gets no environment but PATH; at its timeout its whole
+/// process group is killed.
+#[test]
+fn hanging_feature_hook_does_not_stall_the_api() {
+    let h = Host::new();
+    let dir = h.path().join("hook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("hang.sh");
+    let d = dir.display();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {d}/env.tmp && mv {d}/env.tmp {d}/env\nsleep 600 &\necho $! > {d}/child.tmp && mv {d}/child.tmp {d}/child\necho $$ > {d}/pid.tmp && mv {d}/pid.tmp {d}/pid\nwait\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let a = start(
+        &h,
+        &[],
+        &format!(
+            "[features.backups]\non = [\"{}\"]\ntimeout_secs = 4\n",
+            script.display()
+        ),
+    );
+    wait_until(|| dir.join("pid").exists(), "the hook started");
+    let (pid, child) = (
+        read_pid(&dir.join("pid")).unwrap(),
+        read_pid(&dir.join("child")).unwrap(),
+    );
+    assert!(alive(pid) && alive(child));
+    for path in [
+        "/v1/license",
+        "/v1/version",
+        "/v1/features/backups",
+        "/v1/health",
+    ] {
+        let t = Instant::now();
+        let (code, v) = a.get(path);
+        assert_eq!(code, 200, "{path}: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{path} took {:?} while a hook hangs",
+            t.elapsed()
+        );
+    }
+    assert!(alive(pid), "the hook still hangs while the API answered");
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    assert!(!env.contains("CHARTER_AGENT_CONFIG"), "{env}");
+    assert!(env.contains("PATH=/usr/local/sbin:"), "{env}");
+    // At the timeout the hook and the child it left are killed together.
+    wait_until(|| !alive(pid) && !alive(child), "the hook's group killed");
+    let (code, _) = a.get("/v1/version");
+    assert_eq!(code, 200);
+}
