@@ -51,6 +51,7 @@ pub struct Shared {
     rate: f64,
     burst: f64,
     max_conns: usize,
+    per_uid_cap: usize,
     conns: AtomicUsize,
     job: Mutex<Option<Job>>,
     door_timeout: Duration,
@@ -116,6 +117,7 @@ impl Shared {
             rate: f64::from(cfg.rate_per_sec),
             burst: f64::from(cfg.burst),
             max_conns: cfg.max_connections,
+            per_uid_cap: cfg.per_uid_cap(),
             conns: AtomicUsize::new(0),
             job: Mutex::new(None),
             door_timeout,
@@ -329,12 +331,11 @@ fn connection(mut stream: UnixStream, shared: &Arc<Shared>) {
         );
         return;
     }
-    // No single peer may take every slot.
-    let per_uid = (shared.max_conns / 4).max(1);
+    // No single peer may take every slot (`api.max_connections_per_uid`).
     {
         let mut c = shared.per_uid.lock().unwrap_or_else(|e| e.into_inner());
         let n = c.entry(uid).or_insert(0);
-        if *n >= per_uid {
+        if *n >= shared.per_uid_cap {
             drop(c);
             let _ = respond(
                 &mut stream,

@@ -81,6 +81,21 @@ pub struct Api {
     /// Most simultaneous connections.
     #[serde(default = "default_conns")]
     pub max_connections: usize,
+    /// Most simultaneous connections from one uid (default: half of
+    /// `max_connections`; see [`Api::per_uid_cap`]).
+    #[serde(default)]
+    pub max_connections_per_uid: Option<usize>,
+}
+
+impl Api {
+    /// Most simultaneous connections one uid may hold:
+    /// `max_connections_per_uid`, or half of `max_connections` (32 of 64:
+    /// a panel's connection pool fits, and one peer still cannot take
+    /// every slot).
+    pub fn per_uid_cap(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or((self.max_connections / 2).max(1))
+    }
 }
 
 impl Default for Api {
@@ -91,6 +106,7 @@ impl Default for Api {
             rate_per_sec: default_rate(),
             burst: default_burst(),
             max_connections: default_conns(),
+            max_connections_per_uid: None,
         }
     }
 }
@@ -320,6 +336,14 @@ impl Config {
                 )));
             }
         }
+        if let Some(n) = cfg.api.max_connections_per_uid
+            && !(1..=cfg.api.max_connections).contains(&n)
+        {
+            return Err(bad(format!(
+                "api.max_connections_per_uid must be 1 to api.max_connections ({}), not {n}",
+                cfg.api.max_connections
+            )));
+        }
         if cfg.status.refresh_secs < 10 {
             return Err(bad("status.refresh_secs must be at least 10".into()));
         }
@@ -332,5 +356,42 @@ impl Config {
         flag.map(Path::to_owned)
             .or_else(|| std::env::var_os("CHARTER_AGENT_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATHS: &str = "[paths]\nlicense = \"/l\"\nstate_dir = \"/s\"\ntrust_root = \"/r\"\nsocket = \"/k\"\nfeatures_file = \"/f\"\n";
+
+    fn parse(api: &str) -> Result<Config> {
+        Config::parse(
+            &format!("product = \"panel\"\n{PATHS}[api]\n{api}"),
+            Path::new("agent.toml"),
+        )
+    }
+
+    #[test]
+    fn per_uid_cap_defaults_to_half_and_is_range_checked() {
+        assert_eq!(parse("").unwrap().api.per_uid_cap(), 32);
+        assert_eq!(parse("max_connections = 1").unwrap().api.per_uid_cap(), 1);
+        assert_eq!(
+            parse("max_connections_per_uid = 64")
+                .unwrap()
+                .api
+                .per_uid_cap(),
+            64
+        );
+        for bad in [
+            "max_connections_per_uid = 0",
+            "max_connections_per_uid = 65",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("api.max_connections_per_uid must be 1 to api.max_connections (64)"),
+                "{err}"
+            );
+        }
     }
 }

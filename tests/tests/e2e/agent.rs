@@ -901,3 +901,66 @@ fn hanging_feature_hook_does_not_stall_the_api() {
     let (code, _) = a.get("/v1/version");
     assert_eq!(code, 200);
 }
+
+/// Reads one HTTP response from a keep-alive connection; returns its
+/// status code.
+fn read_response(reader: &mut std::io::BufReader<UnixStream>) -> u16 {
+    let mut status = String::new();
+    std::io::BufRead::read_line(reader, &mut status).unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(reader, &mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).unwrap();
+    status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Opens `n` connections at once and sends one keep-alive request on
+/// each, all held open; returns each one's status code.
+fn concurrent_requests(a: &Daemon, n: usize) -> Vec<u16> {
+    let conns: Vec<UnixStream> = (0..n)
+        .map(|_| {
+            let s = UnixStream::connect(&a.socket).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    conns
+        .iter()
+        .map(|s| {
+            let mut w = s.try_clone().unwrap();
+            let _ = w.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+            read_response(&mut std::io::BufReader::new(s.try_clone().unwrap()))
+        })
+        .collect()
+}
+
+/// Regression (issue 12, item 5): one uid could hold only
+/// max_connections/4 (16 of 64) connections, so a panel with a pool of 20
+/// got 503s. The cap is `api.max_connections_per_uid`, by default half of
+/// `max_connections`, and is still enforced when set lower.
+#[test]
+fn panel_pool_of_20_connections_is_served() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let codes = concurrent_requests(&a, 20);
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    drop(a);
+    let h = Host::new();
+    let a = start(&h, &[], "[api]\nmax_connections_per_uid = 3\n");
+    let mut codes = concurrent_requests(&a, 5);
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 200, 200, 503, 503]);
+}
