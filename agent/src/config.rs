@@ -72,6 +72,13 @@ pub struct Api {
     /// Groups (by name) whose members may use it.
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// The group database membership is read from (tests and containers
+    /// point it elsewhere); re-read whenever it changes.
+    #[serde(default = "default_group_file")]
+    pub group_file: PathBuf,
+    /// The user database that names each uid.
+    #[serde(default = "default_passwd_file")]
+    pub passwd_file: PathBuf,
     /// Requests per second per peer uid (token bucket refill).
     #[serde(default = "default_rate")]
     pub rate_per_sec: u32,
@@ -103,6 +110,8 @@ impl Default for Api {
         Api {
             allowed_uids: Vec::new(),
             allowed_groups: Vec::new(),
+            group_file: default_group_file(),
+            passwd_file: default_passwd_file(),
             rate_per_sec: default_rate(),
             burst: default_burst(),
             max_connections: default_conns(),
@@ -246,6 +255,12 @@ fn default_hook_timeout() -> u64 {
     60
 }
 
+fn default_group_file() -> PathBuf {
+    PathBuf::from("/etc/group")
+}
+fn default_passwd_file() -> PathBuf {
+    PathBuf::from("/etc/passwd")
+}
 fn default_rate() -> u32 {
     200
 }

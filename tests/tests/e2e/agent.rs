@@ -1051,3 +1051,66 @@ fn refused_peer_always_gets_its_403() {
     // The agent still serves its allowed peers.
     assert_eq!(a.get("/v1/health").0, 200);
 }
+
+/// Regression (issue 12, item 6): after `usermod -aG charter-update
+/// panel` the API refused the panel until the agent restarted, since
+/// membership was read once at start. With a group file the test edits
+/// (`api.group_file`), a real client running as uid 65534 is refused, then
+/// admitted as soon as the file names it, then refused again when it is
+/// removed, all with the same running agent. Needs root (another uid);
+/// without root `api::tests::group_added_after_start_is_allowed_without_restart`
+/// covers the re-reading.
+#[test]
+fn group_added_after_start_is_allowed_without_restart() {
+    if !is_root() {
+        eprintln!("needs root to run a client as another uid: skipped");
+        return;
+    }
+    let h = Host::new();
+    let db = h.path().join("etc");
+    std::fs::create_dir_all(&db).unwrap();
+    let (group, passwd) = (db.join("group"), db.join("passwd"));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0::/root:/bin/sh\npanel:x:65534:65534::/:/bin/sh\n",
+    )
+    .unwrap();
+    let write_group = |text: &str| {
+        // As usermod does: a new file renamed into place.
+        let tmp = db.join("group+");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &group).unwrap();
+    };
+    write_group("charter-update:x:4242:\n");
+    let a = start(
+        &h,
+        &[],
+        &format!(
+            "[api]\nallowed_groups = [\"charter-update\"]\ngroup_file = \"{}\"\npasswd_file = \"{}\"\n",
+            group.display(),
+            passwd.display()
+        ),
+    );
+    open_to_others(&h, &a.cfg);
+    let as_panel = || {
+        use std::os::unix::process::CommandExt;
+        Command::new(charter_tests::bin("charter-agent"))
+            .args(["check-feature", "backups"])
+            .env("CHARTER_AGENT_CONFIG", &a.cfg)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = as_panel();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+    write_group("charter-update:x:4242:panel\n");
+    let out = as_panel();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    write_group("charter-update:x:4242:\n");
+    assert_eq!(as_panel().status.code(), Some(2));
+}
