@@ -72,6 +72,13 @@ pub struct Api {
     /// Groups (by name) whose members may use it.
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// The group database membership is read from (tests and containers
+    /// point it elsewhere); re-read whenever it changes.
+    #[serde(default = "default_group_file")]
+    pub group_file: PathBuf,
+    /// The user database that names each uid.
+    #[serde(default = "default_passwd_file")]
+    pub passwd_file: PathBuf,
     /// Requests per second per peer uid (token bucket refill).
     #[serde(default = "default_rate")]
     pub rate_per_sec: u32,
@@ -81,6 +88,21 @@ pub struct Api {
     /// Most simultaneous connections.
     #[serde(default = "default_conns")]
     pub max_connections: usize,
+    /// Most simultaneous connections from one uid (default: half of
+    /// `max_connections`; see [`Api::per_uid_cap`]).
+    #[serde(default)]
+    pub max_connections_per_uid: Option<usize>,
+}
+
+impl Api {
+    /// Most simultaneous connections one uid may hold:
+    /// `max_connections_per_uid`, or half of `max_connections` (32 of 64:
+    /// a panel's connection pool fits, and one peer still cannot take
+    /// every slot).
+    pub fn per_uid_cap(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or((self.max_connections / 2).max(1))
+    }
 }
 
 impl Default for Api {
@@ -88,9 +110,12 @@ impl Default for Api {
         Api {
             allowed_uids: Vec::new(),
             allowed_groups: Vec::new(),
+            group_file: default_group_file(),
+            passwd_file: default_passwd_file(),
             rate_per_sec: default_rate(),
             burst: default_burst(),
             max_connections: default_conns(),
+            max_connections_per_uid: None,
         }
     }
 }
@@ -202,7 +227,7 @@ impl Default for ClockCfg {
 }
 
 /// Commands run when a feature turns on or off (argv, no shell).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureHooks {
     /// Run when the feature turns on.
@@ -211,8 +236,31 @@ pub struct FeatureHooks {
     /// Run when it turns off.
     #[serde(default)]
     pub off: Option<Vec<String>>,
+    /// Seconds a hook may run before its process group is killed.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_secs: u64,
 }
 
+impl Default for FeatureHooks {
+    fn default() -> Self {
+        FeatureHooks {
+            on: None,
+            off: None,
+            timeout_secs: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> u64 {
+    60
+}
+
+fn default_group_file() -> PathBuf {
+    PathBuf::from("/etc/group")
+}
+fn default_passwd_file() -> PathBuf {
+    PathBuf::from("/etc/passwd")
+}
 fn default_rate() -> u32 {
     200
 }
@@ -296,6 +344,21 @@ impl Config {
                 "api.rate_per_sec, api.burst and api.max_connections must be positive".into(),
             ));
         }
+        for (name, hooks) in &cfg.features {
+            if !(1..=3600).contains(&hooks.timeout_secs) {
+                return Err(bad(format!(
+                    "features.{name}.timeout_secs must be 1 to 3600"
+                )));
+            }
+        }
+        if let Some(n) = cfg.api.max_connections_per_uid
+            && !(1..=cfg.api.max_connections).contains(&n)
+        {
+            return Err(bad(format!(
+                "api.max_connections_per_uid must be 1 to api.max_connections ({}), not {n}",
+                cfg.api.max_connections
+            )));
+        }
         if cfg.status.refresh_secs < 10 {
             return Err(bad("status.refresh_secs must be at least 10".into()));
         }
@@ -308,5 +371,42 @@ impl Config {
         flag.map(Path::to_owned)
             .or_else(|| std::env::var_os("CHARTER_AGENT_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATHS: &str = "[paths]\nlicense = \"/l\"\nstate_dir = \"/s\"\ntrust_root = \"/r\"\nsocket = \"/k\"\nfeatures_file = \"/f\"\n";
+
+    fn parse(api: &str) -> Result<Config> {
+        Config::parse(
+            &format!("product = \"panel\"\n{PATHS}[api]\n{api}"),
+            Path::new("agent.toml"),
+        )
+    }
+
+    #[test]
+    fn per_uid_cap_defaults_to_half_and_is_range_checked() {
+        assert_eq!(parse("").unwrap().api.per_uid_cap(), 32);
+        assert_eq!(parse("max_connections = 1").unwrap().api.per_uid_cap(), 1);
+        assert_eq!(
+            parse("max_connections_per_uid = 64")
+                .unwrap()
+                .api
+                .per_uid_cap(),
+            64
+        );
+        for bad in [
+            "max_connections_per_uid = 0",
+            "max_connections_per_uid = 65",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("api.max_connections_per_uid must be 1 to api.max_connections (64)"),
+                "{err}"
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! writes the audit log. The API (in [`crate::api`]) reads its evaluation.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use charter_keys::Clock;
@@ -32,6 +32,7 @@ pub struct Agent {
     eval: Evaluation,
     audit: AuditLog,
     notes: Vec<String>,
+    hooks: Option<HookRunner>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -87,6 +88,7 @@ impl Agent {
             status: None,
             audit,
             notes: Vec::new(),
+            hooks: None,
         };
         if let Loaded::Ok(rt) = &agent.loaded
             && let Some(text) = &rt.last_status
@@ -134,7 +136,11 @@ impl Agent {
 
     /// Progress notes since the last call (the daemon logs them).
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        let mut notes = std::mem::take(&mut self.notes);
+        if let Some(h) = &self.hooks {
+            notes.append(&mut h.notes.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        notes
     }
 
     /// The config.
@@ -173,7 +179,7 @@ impl Agent {
         }
         let now = self.clock.now();
         let changed_state = before.state != self.eval.state || before.reasons != self.eval.reasons;
-        let mut rt = self.runtime_for_update();
+        let mut rt = self.runtime_for_update()?;
         if let Some(rt) = rt.as_mut() {
             let mut dirty = false;
             if changed_state || why == "start" {
@@ -190,10 +196,10 @@ impl Agent {
             if !self.eval.reasons.iter().any(|r| r.starts_with("clock")) {
                 let mut floor = rt.time_floor.max(now);
                 if let Some(l) = self.license() {
-                    floor = floor.max(l.license.issued_at);
+                    floor = floor.max(l.license().issued_at);
                 }
                 if let Some(s) = &self.status {
-                    floor = floor.max(s.status.issued_at);
+                    floor = floor.max(s.status().issued_at);
                 }
                 // Persist the mark when it moved by a minute or more (or a
                 // signed document raised it): no disk write every tick.
@@ -203,14 +209,15 @@ impl Agent {
                     dirty = true;
                 }
             }
+            // The serial ratchet, one mark per license id (§10.4): a known
+            // id's mark only rises; a new id is recorded once the license
+            // evaluates to something other than `invalid`.
             if let Some(l) = self.license.as_ref().and_then(|l| l.as_ref().ok()) {
-                let l = &l.license;
-                let same = rt.license_id.as_deref() == Some(l.license_id.as_str());
-                if (!same && self.eval.state != State::Invalid)
-                    || (same && l.serial > rt.highest_serial)
+                let l = l.license();
+                let known = rt.highest_serial(&l.license_id).is_some();
+                if (known || self.eval.state != State::Invalid)
+                    && rt.record_serial(&l.license_id, l.serial, now)
                 {
-                    rt.license_id = Some(l.license_id.clone());
-                    rt.highest_serial = l.serial;
                     dirty = true;
                 }
             }
@@ -227,16 +234,67 @@ impl Agent {
     }
 
     /// The runtime state to update, or None while it is tampered/deleted
-    /// (it stays so until a fresh signed status arrives).
-    fn runtime_for_update(&self) -> Option<RuntimeState> {
+    /// (it stays so until a fresh signed status arrives). A first run
+    /// that finds an audit log left behind (the host secret and the state
+    /// were deleted, the log was not) starts the log over first.
+    fn runtime_for_update(&mut self) -> Result<Option<RuntimeState>> {
         match &self.loaded {
-            Loaded::Ok(rt) => Some(rt.clone()),
-            Loaded::Fresh => Some(RuntimeState {
-                time_floor: self.clock.now(),
-                ..RuntimeState::default()
-            }),
-            Loaded::Tampered(_) | Loaded::Deleted => None,
+            Loaded::Ok(rt) => Ok(Some(rt.clone())),
+            Loaded::Fresh => {
+                let now = self.clock.now();
+                let mut rt = RuntimeState {
+                    time_floor: now,
+                    ..RuntimeState::default()
+                };
+                if self.audit.path().exists() {
+                    self.start_over(
+                        &mut rt,
+                        "fresh",
+                        "no host key and no license state: a first run, but an audit log was already there".into(),
+                        now,
+                    )?;
+                    self.store.save(&rt)?;
+                    self.loaded = Loaded::Ok(rt.clone());
+                }
+                Ok(Some(rt))
+            }
+            Loaded::Tampered(_) | Loaded::Deleted => Ok(None),
         }
+    }
+
+    /// Starts the audit log over for a new runtime state (docs/SPEC.md
+    /// §10.4, §10.7). The old log cannot verify against the new state, so
+    /// it is renamed aside (`audit.<time>.jsonl`), as is a tampered state
+    /// file (`license-state.<time>.tampered.json`), both kept as evidence;
+    /// the new log's first line says why and names them.
+    fn start_over(
+        &mut self,
+        rt: &mut RuntimeState,
+        why: &'static str,
+        detail: String,
+        now: Timestamp,
+    ) -> Result<()> {
+        let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let log = set_aside(self.audit.path(), "audit", &stamp, "jsonl")?;
+        let state = if why == "tampered" {
+            set_aside(
+                &self.store.state_path(),
+                "license-state",
+                &stamp,
+                "tampered.json",
+            )?
+        } else {
+            None
+        };
+        for p in [&log, &state].into_iter().flatten() {
+            self.notes.push(format!("kept {} aside", p.display()));
+        }
+        self.audit.append(
+            &self.store,
+            rt,
+            now,
+            json!({"kind": "reestablished", "why": why, "detail": detail, "set_aside": {"audit_log": log, "state": state}}),
+        )
     }
 
     fn enforce(&mut self, before: &BTreeSet<String>) -> Result<()> {
@@ -249,12 +307,15 @@ impl Agent {
                 _ => None,
             };
             if let Some(argv) = cmd {
-                let result = run_hook(argv);
-                self.notes.push(format!(
-                    "feature {name} turned {}: {}",
-                    if is { "on" } else { "off" },
-                    result.as_deref().unwrap_or_else(|e| e.as_str())
-                ));
+                let job = HookJob {
+                    label: format!("feature {name} turned {}", if is { "on" } else { "off" }),
+                    argv: argv.clone(),
+                    timeout: Duration::from_secs(hooks.timeout_secs),
+                };
+                let hooks = self.hooks.get_or_insert_with(HookRunner::start);
+                if let Err(why) = hooks.queue(job) {
+                    self.notes.push(why);
+                }
             }
         }
         let doc = json!({
@@ -279,20 +340,20 @@ impl Agent {
         if file_stamp(&self.cfg.paths.license) == self.license_stamp {
             return Ok(false);
         }
-        let before = self.license().map(|l| l.digest.clone());
+        let before = self.license().map(|l| l.digest().to_owned());
         self.read_license();
-        let after = self.license().map(|l| l.digest.clone());
+        let after = self.license().map(|l| l.digest().to_owned());
         if before == after && self.license.as_ref().is_none_or(|l| l.is_ok()) {
             return Ok(false);
         }
-        self.record(json!({"kind": "license", "action": "loaded", "license": self.license().map(|l| json!({"id": l.license.license_id, "serial": l.license.serial}))}))?;
+        self.record(json!({"kind": "license", "action": "loaded", "license": self.license().map(|l| json!({"id": l.license().license_id, "serial": l.license().serial}))}))?;
         self.evaluate_and_record("license changed")?;
         Ok(true)
     }
 
     /// Appends an event (when the state is sound) and saves.
     pub fn record(&mut self, event: serde_json::Value) -> Result<()> {
-        if let Some(mut rt) = self.runtime_for_update() {
+        if let Some(mut rt) = self.runtime_for_update()? {
             self.audit
                 .append(&self.store, &mut rt, self.clock.now(), event)?;
             self.store.save(&rt)?;
@@ -307,24 +368,25 @@ impl Agent {
     /// deleted runtime state.
     pub fn accept_status(&mut self, bytes: &[u8]) -> Result<()> {
         let st = VerifiedStatus::verify(bytes, &self.root)?;
-        let Some(lic) = self.license().map(|l| l.license.clone()) else {
+        let Some(lic) = self.license().map(|l| l.license().clone()) else {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: "no license is installed".into(),
             });
         };
-        if st.status.license_id != lic.license_id {
-            self.record(json!({"kind": "status", "action": "refused", "reason": "for another license", "license_id": st.status.license_id}))?;
+        if st.status().license_id != lic.license_id {
+            self.record(json!({"kind": "status", "action": "refused", "reason": "for another license", "license_id": st.status().license_id}))?;
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(
                     "it is for license `{}`, this host has `{}`",
-                    st.status.license_id, lic.license_id
+                    st.status().license_id,
+                    lic.license_id
                 ),
             });
         }
         if let Some(held) = &self.status
-            && held.status.issued_at > st.status.issued_at
+            && held.status().issued_at > st.status().issued_at
         {
             return Err(Error::Invalid {
                 what: "license status",
@@ -334,53 +396,53 @@ impl Agent {
         let now = self.clock.now();
         let tolerance =
             SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
-        if st.status.issued_at > now + tolerance {
+        if st.status().issued_at > now + tolerance {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(
                     "issued at {}, in the future of this host's clock ({now})",
-                    st.status.issued_at
+                    st.status().issued_at
                 ),
             });
         }
         let freshness = SignedDuration::from_secs(
             i64::try_from(lic.max_offline_secs.unwrap_or(86_400).min(86_400)).unwrap_or(86_400),
         );
-        let fresh = st.status.issued_at + freshness >= now;
+        let fresh = st.status().issued_at + freshness >= now;
         let mut rt = match (&self.loaded, fresh) {
             (Loaded::Tampered(_) | Loaded::Deleted, true) => {
-                self.notes
-                    .push("a fresh signed status re-established the license state".into());
-                // The old audit chain cannot be verified against the new
-                // state: keep it aside as evidence and start a new one.
-                let log = self.audit.path().to_owned();
-                if log.exists() {
-                    let aside = log.with_extension(format!("jsonl.before-{}", now.as_second()));
-                    std::fs::rename(&log, &aside).map_err(|e| Error::io("rename", &log, e))?;
-                    self.notes
-                        .push(format!("previous audit log kept as {}", aside.display()));
-                }
-                RuntimeState {
-                    license_id: Some(lic.license_id.clone()),
-                    highest_serial: lic.serial,
-                    time_floor: now.max(st.status.issued_at),
+                let (why, detail) = match &self.loaded {
+                    Loaded::Tampered(detail) => ("tampered", detail.clone()),
+                    _ => (
+                        "deleted",
+                        format!("{} was deleted", self.store.state_path().display()),
+                    ),
+                };
+                self.notes.push(format!(
+                    "a fresh signed status re-established the license state ({why})"
+                ));
+                let mut rt = RuntimeState {
+                    time_floor: now.max(st.status().issued_at),
                     ..RuntimeState::default()
-                }
+                };
+                rt.record_serial(&lic.license_id, lic.serial, now);
+                self.start_over(&mut rt, why, detail, now)?;
+                rt
             }
             (Loaded::Tampered(_) | Loaded::Deleted, false) => {
                 return Err(Error::Invalid {
                     what: "license status",
                     reason: format!(
                         "issued at {}: not fresh enough to re-establish a tampered state",
-                        st.status.issued_at
+                        st.status().issued_at
                     ),
                 });
             }
-            _ => self.runtime_for_update().unwrap_or_default(),
+            _ => self.runtime_for_update()?.unwrap_or_default(),
         };
         rt.last_status = Some(String::from_utf8_lossy(bytes).into_owned());
         rt.last_status_fetch = Some(now);
-        self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status.state, "issued_at": st.status.issued_at}))?;
+        self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status().state, "issued_at": st.status().issued_at}))?;
         self.store.save(&rt)?;
         self.loaded = Loaded::Ok(rt);
         self.status = Some(st);
@@ -390,7 +452,7 @@ impl Agent {
     /// Fetches the status document from the license's status URL and takes
     /// it. Returns false when the license has no status URL.
     pub fn refresh_status(&mut self) -> Result<bool> {
-        let Some(url) = self.license().and_then(|l| l.license.status_url.clone()) else {
+        let Some(url) = self.license().and_then(|l| l.license().status_url.clone()) else {
             return Ok(false);
         };
         let token = self.cfg.status.token.as_ref().and_then(|t| t.expose());
@@ -477,22 +539,88 @@ pub fn load_root(cfg: &Config) -> Result<VerifiedRoot> {
     }
 }
 
-/// Runs a feature hook with a 60 s timeout (its process group is killed
-/// when it expires).
-fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
+/// The `PATH` a hook gets: its environment is otherwise empty.
+const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Hooks waiting to run, at most; past that a change is noted and its
+/// hook skipped.
+const HOOK_QUEUE: usize = 64;
+
+/// One hook to run.
+struct HookJob {
+    label: String,
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+/// Runs feature hooks on a thread of its own, one at a time in the order
+/// they were queued (an `off` never overtakes the `on` before it), so a
+/// slow or hanging hook never holds the agent (docs/SPEC.md §10.8). The
+/// results come back as notes. The thread ends when the agent is dropped
+/// and the queue is empty.
+struct HookRunner {
+    tx: Option<std::sync::mpsc::SyncSender<HookJob>>,
+    notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HookRunner {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HookJob>(HOOK_QUEUE);
+        let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = std::sync::Arc::clone(&notes);
+        let spawned = std::thread::Builder::new()
+            .name("feature-hooks".into())
+            .spawn(move || {
+                for job in rx {
+                    let result = run_hook(&job.argv, job.timeout);
+                    out.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+                        "{}: {}",
+                        job.label,
+                        result.as_deref().unwrap_or_else(|e| e.as_str())
+                    ));
+                }
+            });
+        HookRunner {
+            tx: spawned.is_ok().then_some(tx),
+            notes,
+        }
+    }
+
+    fn queue(&self, job: HookJob) -> std::result::Result<(), String> {
+        let Some(tx) = &self.tx else {
+            return Err(format!("{}: hook not run: no thread to run it", job.label));
+        };
+        tx.try_send(job).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(j) => format!(
+                "{}: hook not run: {HOOK_QUEUE} hooks are already waiting",
+                j.label
+            ),
+            std::sync::mpsc::TrySendError::Disconnected(j) => {
+                format!("{}: hook not run: the hook thread is gone", j.label)
+            }
+        })
+    }
+}
+
+/// Runs a feature hook: no shell, stdin/stdout/stderr on `/dev/null`, an
+/// empty environment but for `PATH`, in a process group of its own that
+/// is killed as a whole when `timeout` passes.
+fn run_hook(argv: &[String], timeout: Duration) -> std::result::Result<String, String> {
     use std::os::unix::process::CommandExt;
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
     let mut child = std::process::Command::new(prog)
         .args(args)
+        .env_clear()
+        .env("PATH", HOOK_PATH)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(s)) if s.success() => return Ok("ok".into()),
@@ -500,12 +628,33 @@ fn run_hook(argv: &[String]) -> std::result::Result<String, String> {
             Ok(None) if std::time::Instant::now() > deadline => {
                 kill_group(child.id());
                 let _ = child.wait();
-                return Err(format!("`{prog}` timed out after 60 s"));
+                return Err(format!(
+                    "`{prog}` timed out after {} s; its process group was killed",
+                    timeout.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Renames `path` (when it exists) to `<stem>.<stamp>.<ext>` in the same
+/// directory, or `<stem>.<stamp>-N.<ext>` when that is taken; returns the
+/// new path.
+fn set_aside(path: &Path, stem: &str, stamp: &str, ext: &str) -> Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut aside = dir.join(format!("{stem}.{stamp}.{ext}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.join(format!("{stem}.{stamp}-{n}.{ext}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside).map_err(|e| Error::io("rename", path, e))?;
+    Ok(Some(aside))
 }
 
 /// Kills a process group (the child was started as its leader).

@@ -138,7 +138,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
             e.worsen(State::Invalid, format!("license does not verify: {why}"));
             return e;
         }
-        Some(Ok(l)) => &l.license,
+        Some(Ok(l)) => l.license(),
     };
     e.license_id = Some(lic.license_id.clone());
     e.customer = Some(lic.customer.clone());
@@ -192,15 +192,16 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
                 ),
             );
         }
-        // 5. No older license replayed.
-        if rt.license_id.as_deref() == Some(lic.license_id.as_str())
-            && lic.serial < rt.highest_serial
+        // 5. No older license replayed (the highest serial is kept per
+        // license id).
+        if let Some(highest) = rt.highest_serial(&lic.license_id)
+            && lic.serial < highest
         {
             e.worsen(
                 State::Invalid,
                 format!(
-                    "license serial {} is older than serial {} already seen here",
-                    lic.serial, rt.highest_serial
+                    "license serial {} is older than serial {highest} already seen here",
+                    lic.serial
                 ),
             );
         }
@@ -222,7 +223,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
     // 7. The signed status.
     let mut last_contact = lic.issued_at;
     if let Some(st) = i.status {
-        let s = &st.status;
+        let s = st.status();
         if s.license_id != lic.license_id {
             e.warnings.push(format!(
                 "ignored a status document for license `{}`",

@@ -204,23 +204,38 @@ impl LicenseStatus {
 /// A license whose envelope met the `license` role's threshold and whose
 /// payload is valid. Binding, product and time are judged by
 /// [`crate::eval`], which reports them as reasons rather than errors.
+///
+/// Its fields are private: [`VerifiedLicense::verify`] is the only way to
+/// get one, so holding one is proof the signatures were checked.
+///
+/// ```compile_fail
+/// use charter_agent::license::VerifiedLicense;
+/// fn forge(license: charter_agent::license::License) -> VerifiedLicense {
+///     VerifiedLicense { license, signers: Vec::new(), digest: String::new() }
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct VerifiedLicense {
-    /// The license.
-    pub license: License,
-    /// Keys whose signatures counted.
-    pub signers: Vec<KeyId>,
-    /// SHA-256 of the envelope bytes.
-    pub digest: String,
+    license: License,
+    signers: Vec<KeyId>,
+    digest: String,
 }
 
 /// A verified status document.
+///
+/// Its fields are private: [`VerifiedStatus::verify`] is the only way to
+/// get one.
+///
+/// ```compile_fail
+/// use charter_agent::license::VerifiedStatus;
+/// fn forge(status: charter_agent::license::LicenseStatus) -> VerifiedStatus {
+///     VerifiedStatus { status, envelope: Vec::new() }
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct VerifiedStatus {
-    /// The status.
-    pub status: LicenseStatus,
-    /// The envelope bytes (kept in the runtime state).
-    pub envelope: Vec<u8>,
+    status: LicenseStatus,
+    envelope: Vec<u8>,
 }
 
 fn parse_envelope(bytes: &[u8]) -> Result<Envelope> {
@@ -252,6 +267,21 @@ impl VerifiedLicense {
             digest: hex::encode(sha2::Sha256::digest(bytes)),
         })
     }
+
+    /// The license.
+    pub fn license(&self) -> &License {
+        &self.license
+    }
+
+    /// Keys whose signatures counted.
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    /// SHA-256 of the envelope bytes (hex).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
 }
 
 impl VerifiedStatus {
@@ -270,5 +300,15 @@ impl VerifiedStatus {
             status,
             envelope: bytes.to_vec(),
         })
+    }
+
+    /// The status.
+    pub fn status(&self) -> &LicenseStatus {
+        &self.status
+    }
+
+    /// The envelope bytes, as verified (kept in the runtime state).
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
     }
 }

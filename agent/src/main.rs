@@ -136,8 +136,9 @@ fn ask(socket: &Path, method: &str, path: &str) -> Result<(u16, serde_json::Valu
         )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    // The agent may answer (403) and close before reading the request, so a
-    // failed write is not the end: the answer is read all the same.
+    // The agent reads the request before it answers, even a 403; a failed
+    // write is still not the end (an older agent answered first): the
+    // answer is read all the same.
     let _ = write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -151,10 +151,10 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         Some(l) => {
             let detail = format!(
                 "{} for {} ({}), expires {}: {}",
-                l.license.license_id,
-                l.license.customer,
-                l.license.product,
-                l.license.expires_at,
+                l.license().license_id,
+                l.license().customer,
+                l.license().product,
+                l.license().expires_at,
                 e.state
             );
             if e.reasons.is_empty() {
@@ -166,13 +166,14 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         None => Err(format!("{}: {}", e.state, e.reasons.join("; "))),
     };
     r.push("license", lic);
-    if let Some(url) = agent.license().and_then(|l| l.license.status_url.clone()) {
+    if let Some(url) = agent.license().and_then(|l| l.license().status_url.clone()) {
         let st = fetch(&url, timeout, token.as_deref())
             .and_then(|b| VerifiedStatus::verify(&b, &root))
             .map(|s| {
                 format!(
                     "{url}: {:?}, valid until {}",
-                    s.status.state, s.status.valid_until
+                    s.status().state,
+                    s.status().valid_until
                 )
             })
             .map_err(|e| format!("{url}: {e}"));

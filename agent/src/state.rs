@@ -1,8 +1,9 @@
 //! The agent's runtime license state, kept in a file authenticated with a
-//! host secret (docs/SPEC.md §10.4): the highest license serial seen, the
-//! last signed status, and a time high-water mark. An edited file, a
+//! host secret (docs/SPEC.md §10.4): the highest serial seen for each
+//! license id, the last signed status, and a time high-water mark. An edited file, a
 //! deleted file, or a clock moved back is noticed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hmac::{KeyInit, Mac};
@@ -16,16 +17,29 @@ const SECRET_FILE: &str = "host.key";
 const STATE_FILE: &str = "license-state.json";
 const SECRET_LEN: usize = 32;
 
+/// Most license ids whose serial the state remembers (docs/SPEC.md §10.4).
+/// Past it, the id recorded longest ago is forgotten.
+pub const MAX_SERIALS: usize = 256;
+
+/// The highest serial seen for one license id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialMark {
+    /// The highest serial.
+    pub serial: u64,
+    /// When it was recorded (host clock): the oldest mark goes first when
+    /// the map is full.
+    pub recorded_at: Timestamp,
+}
+
 /// What the state remembers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeState {
-    /// The license id the state belongs to.
-    #[serde(default)]
-    pub license_id: Option<String>,
-    /// Highest license serial ever loaded.
-    #[serde(default)]
-    pub highest_serial: u64,
+    /// The serial ratchet: the highest serial seen for each license id
+    /// (at most [`MAX_SERIALS`] ids), so installing another license in
+    /// between does not reopen an old serial of the first.
+    pub serials: BTreeMap<String, SerialMark>,
     /// Time high-water mark: the latest instant this host is known to have
     /// reached (clock readings, signed documents). The clock must not fall
     /// below it by more than the tolerance.
@@ -44,12 +58,104 @@ pub struct RuntimeState {
     pub audit_head: Option<String>,
 }
 
+impl RuntimeState {
+    /// The highest serial seen for `license_id`, if it was ever recorded.
+    pub fn highest_serial(&self, license_id: &str) -> Option<u64> {
+        self.serials.get(license_id).map(|m| m.serial)
+    }
+
+    /// Records `serial` for `license_id` when it is new or higher than the
+    /// one held; when that adds an id past [`MAX_SERIALS`], the mark
+    /// recorded longest ago is dropped. Returns whether anything changed.
+    pub fn record_serial(&mut self, license_id: &str, serial: u64, now: Timestamp) -> bool {
+        if self
+            .highest_serial(license_id)
+            .is_some_and(|held| held >= serial)
+        {
+            return false;
+        }
+        self.serials.insert(
+            license_id.to_owned(),
+            SerialMark {
+                serial,
+                recorded_at: now,
+            },
+        );
+        while self.serials.len() > MAX_SERIALS {
+            let oldest = self
+                .serials
+                .iter()
+                .filter(|(id, _)| id.as_str() != license_id)
+                .min_by_key(|(_, m)| m.recorded_at)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.serials.remove(&id),
+                None => break,
+            };
+        }
+        true
+    }
+}
+
+/// The state as the previous version wrote it (one license id, one
+/// serial, MAC label v1): still loaded, and migrated into
+/// [`RuntimeState::serials`].
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
-    state: RuntimeState,
+struct LegacyState {
+    #[serde(default)]
+    license_id: Option<String>,
+    #[serde(default)]
+    highest_serial: u64,
+    time_floor: Timestamp,
+    #[serde(default)]
+    last_status: Option<String>,
+    #[serde(default)]
+    last_status_fetch: Option<Timestamp>,
+    #[serde(default)]
+    audit_lines: u64,
+    #[serde(default)]
+    audit_head: Option<String>,
+}
+
+impl LegacyState {
+    fn migrate(self) -> RuntimeState {
+        let mut serials = BTreeMap::new();
+        if let Some(id) = self.license_id {
+            serials.insert(
+                id,
+                SerialMark {
+                    serial: self.highest_serial,
+                    recorded_at: self.time_floor,
+                },
+            );
+        }
+        RuntimeState {
+            serials,
+            time_floor: self.time_floor,
+            last_status: self.last_status,
+            last_status_fetch: self.last_status_fetch,
+            audit_lines: self.audit_lines,
+            audit_head: self.audit_head,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct File<'a> {
+    state: &'a RuntimeState,
     mac: String,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    state: serde_json::Value,
+    mac: String,
+}
+
+const MAC_LABEL: &[u8] = b"charter-license-state-v2\0";
+const LEGACY_MAC_LABEL: &[u8] = b"charter-license-state-v1\0";
 
 /// The result of loading the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,15 +246,24 @@ impl StateStore {
         })
     }
 
-    fn mac(&self, state: &RuntimeState) -> String {
-        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret)
-            .expect("HMAC takes any key length");
-        m.update(b"charter-license-state-v1\0");
-        m.update(&serde_json::to_vec(state).unwrap_or_default());
-        hex::encode(m.finalize().into_bytes())
+    fn mac(&self, label: &[u8], state: &impl Serialize) -> String {
+        self.keyed_hash(label, &serde_json::to_vec(state).unwrap_or_default())
     }
 
-    /// Loads and authenticates the state.
+    fn mac_matches(&self, label: &[u8], state: &impl Serialize, mac: &str) -> bool {
+        let want = self.mac(label, state);
+        // Constant-time comparison of the MACs.
+        want.len() == mac.len()
+            && want
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    /// Loads and authenticates the state. A state the previous version
+    /// wrote (one license id and serial) is authenticated as it was
+    /// written and migrated; the next save writes the current format.
     pub fn load(&self) -> Result<Loaded> {
         let path = self.dir.join(STATE_FILE);
         if !path.exists() {
@@ -159,39 +274,49 @@ impl StateStore {
             });
         }
         let bytes = charter_keys::fsutil::read_capped(&path, 4 << 20, "a license state file")?;
-        let Ok(file) = serde_json::from_slice::<File>(&bytes) else {
+        let Ok(file) = serde_json::from_slice::<RawFile>(&bytes) else {
             return Ok(Loaded::Tampered(format!(
                 "{} does not parse",
                 path.display()
             )));
         };
-        let want = self.mac(&file.state);
-        // Constant-time comparison of the MACs.
-        let ok = want.len() == file.mac.len()
-            && want
-                .bytes()
-                .zip(file.mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !ok {
-            return Ok(Loaded::Tampered(format!(
-                "{} fails its authentication check",
-                path.display()
-            )));
-        }
-        Ok(Loaded::Ok(file.state))
+        let state = match serde_json::from_value::<RuntimeState>(file.state.clone()) {
+            Ok(state) => self
+                .mac_matches(MAC_LABEL, &state, &file.mac)
+                .then_some(state),
+            Err(_) => match serde_json::from_value::<LegacyState>(file.state) {
+                Ok(old) => self
+                    .mac_matches(LEGACY_MAC_LABEL, &old, &file.mac)
+                    .then(|| old.migrate()),
+                Err(_) => {
+                    return Ok(Loaded::Tampered(format!(
+                        "{} does not parse",
+                        path.display()
+                    )));
+                }
+            },
+        };
+        Ok(match state {
+            Some(state) => Loaded::Ok(state),
+            None => Loaded::Tampered(format!("{} fails its authentication check", path.display())),
+        })
     }
 
     /// Writes the state atomically with its MAC (mode 0600).
     pub fn save(&self, state: &RuntimeState) -> Result<()> {
         let file = File {
-            mac: self.mac(state),
-            state: state.clone(),
+            mac: self.mac(MAC_LABEL, state),
+            state,
         };
         let mut bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
         bytes.push(b'\n');
         charter_keys::fsutil::write_atomic(&self.dir.join(STATE_FILE), &bytes, 0o600)?;
         Ok(())
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
     }
 
     /// The directory.
@@ -207,5 +332,42 @@ impl StateStore {
         m.update(label);
         m.update(data);
         hex::encode(m.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn serial_ratchet_keeps_each_license_id() {
+        let mut rt = RuntimeState::default();
+        assert!(rt.record_serial("a", 2, at(0)));
+        assert!(rt.record_serial("b", 1, at(1)));
+        assert!(
+            !rt.record_serial("a", 1, at(2)),
+            "a lower serial never lowers the mark"
+        );
+        assert!(!rt.record_serial("a", 2, at(3)));
+        assert_eq!(rt.highest_serial("a"), Some(2));
+        assert_eq!(rt.highest_serial("b"), Some(1));
+        assert_eq!(rt.highest_serial("c"), None);
+    }
+
+    #[test]
+    fn serial_ratchet_is_bounded_and_forgets_the_oldest() {
+        let mut rt = RuntimeState::default();
+        for i in 0..MAX_SERIALS {
+            rt.record_serial(&format!("lic-{i}"), 1, at(i as i64));
+        }
+        assert!(rt.record_serial("new", 1, at(10_000)));
+        assert_eq!(rt.serials.len(), MAX_SERIALS);
+        assert_eq!(rt.highest_serial("lic-0"), None, "the oldest mark went");
+        assert_eq!(rt.highest_serial("lic-1"), Some(1));
+        assert_eq!(rt.highest_serial("new"), Some(1));
     }
 }

@@ -542,7 +542,10 @@ fn older_serial_after_state_reset_is_superseded() {
     let kept = std::fs::read_dir(e.path("state"))
         .unwrap()
         .flatten()
-        .any(|f| f.file_name().to_string_lossy().contains("before-"));
+        .any(|f| {
+            let n = f.file_name().to_string_lossy().into_owned();
+            n.starts_with("audit.") && n.ends_with(".jsonl") && n != "audit.jsonl"
+        });
     assert!(kept);
 }
 
@@ -572,4 +575,163 @@ fn status_from_the_future_is_refused() {
         .accept_status(&e.status("lic-1", StatusState::Active, future))
         .unwrap_err();
     assert!(err.to_string().contains("in the future"), "{err}");
+}
+
+/// Regression (issue 12, Q26): license A serial 2, then license B, then A
+/// serial 1. The ratchet keeps a mark per license id, so installing B in
+/// between does not reopen A's old serial.
+#[test]
+fn serial_replay_after_other_license_refused() {
+    let e = Env::new();
+    e.write_license(&e.license(2), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    let mut b = e.license(1);
+    b.license_id = "lic-trial".into();
+    e.write_license(&b, &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    e.write_license(&e.license(1), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid, "{:?}", a.evaluation());
+    assert!(has_reason(&a, "serial 1 is older than serial 2"));
+    // And B's mark is kept as well.
+    let mut b0 = b.clone();
+    b0.serial = 0;
+    e.write_license(&b0, &e.lic_key);
+    assert!(has_reason(&e.agent(), "serial 0 is older than serial 1"));
+}
+
+/// A state file the previous version wrote (one `license_id` and
+/// `highest_serial`, MAC label v1) still loads: its serial is migrated
+/// into the per-id ratchet, and the next write uses the current format.
+#[test]
+fn state_written_by_the_previous_version_still_loads() {
+    let e = Env::new();
+    e.write_license(&e.license(5), &e.lic_key);
+    drop(e.agent());
+    // The previous version's state, byte for byte as it serialized it.
+    let legacy = format!(
+        "{{\"license_id\":\"lic-1\",\"highest_serial\":5,\"time_floor\":\"{}\",\"last_status\":null,\"last_status_fetch\":null,\"audit_lines\":0,\"audit_head\":null}}",
+        e.t0
+    );
+    let store = charter_agent::state::StateStore::open(&e.path("state")).unwrap();
+    let mac = store.keyed_hash(b"charter-license-state-v1\0", legacy.as_bytes());
+    let p = e.path("state/license-state.json");
+    std::fs::write(&p, format!("{{\"state\": {legacy}, \"mac\": \"{mac}\"}}\n")).unwrap();
+    std::fs::remove_file(e.path("state/audit.jsonl")).unwrap();
+    assert!(matches!(
+        store.load().unwrap(),
+        charter_agent::state::Loaded::Ok(rt) if rt.highest_serial("lic-1") == Some(5)
+    ));
+    e.write_license(&e.license(4), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "serial 4 is older than serial 5"));
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("\"serials\"") && !text.contains("highest_serial"),
+        "{text}"
+    );
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+    assert!(has_reason(&e.agent(), "serial 4 is older than serial 5"));
+}
+
+fn first_audit_line(e: &Env) -> serde_json::Value {
+    let log = std::fs::read_to_string(e.path("state/audit.jsonl")).unwrap();
+    serde_json::from_str(log.lines().next().unwrap()).unwrap()
+}
+
+/// Regression (issue 12, Q42): after a tampered state is re-established,
+/// the new audit log's first line says so, why, and where the old log
+/// and the tampered state file were kept; `audit verify` passes, also
+/// after a restart, and the old log is intact beside it.
+#[test]
+fn tampered_state_reestablished_is_logged_and_audit_verifies() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    let old_log = std::fs::read(e.path("state/audit.jsonl")).unwrap();
+    let p = e.path("state/license-state.json");
+    let tampered = std::fs::read_to_string(&p).unwrap().replacen(
+        "\"audit_lines\": 1",
+        "\"audit_lines\": 0",
+        1,
+    );
+    std::fs::write(&p, &tampered).unwrap();
+    let mut a = e.agent();
+    assert!(has_reason(&a, "tampered"));
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active);
+    let first = first_audit_line(&e);
+    assert_eq!(first["seq"], 1, "{first}");
+    let ev = &first["event"];
+    assert_eq!(ev["kind"], "reestablished", "{first}");
+    assert_eq!(ev["why"], "tampered", "{first}");
+    assert!(
+        ev["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fails its authentication check"),
+        "{first}"
+    );
+    let aside_log = PathBuf::from(ev["set_aside"]["audit_log"].as_str().unwrap());
+    let aside_state = PathBuf::from(ev["set_aside"]["state"].as_str().unwrap());
+    assert!(aside_log.starts_with(e.path("state")), "{first}");
+    assert_eq!(
+        std::fs::read(&aside_log).unwrap(),
+        old_log,
+        "old log kept as it was"
+    );
+    assert_eq!(std::fs::read_to_string(&aside_state).unwrap(), tampered);
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+    drop(a);
+    assert_eq!(e.agent().verify_audit().unwrap().problem, None);
+}
+
+/// Regression (issue 12, Q42): the same for a deleted state.
+#[test]
+fn deleted_state_reestablished_is_logged_and_audit_verifies() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    let mut a = e.agent();
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    let ev = first_audit_line(&e)["event"].clone();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["why"].as_str()),
+        (Some("reestablished"), Some("deleted")),
+        "{ev}"
+    );
+    assert!(
+        ev["set_aside"]["audit_log"]
+            .as_str()
+            .unwrap()
+            .contains("/audit."),
+        "{ev}"
+    );
+    assert_eq!(ev["set_aside"]["state"], serde_json::Value::Null);
+    assert_eq!(e.agent().verify_audit().unwrap().problem, None);
+}
+
+/// The host secret and the state deleted together (a first run), the old
+/// audit log left behind: the log starts over instead of failing
+/// `audit verify` from then on.
+#[test]
+fn first_run_over_an_old_audit_log_starts_it_over() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    drop(e.agent());
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+    std::fs::remove_file(e.path("state/host.key")).unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Active);
+    let ev = first_audit_line(&e)["event"].clone();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["why"].as_str()),
+        (Some("reestablished"), Some("fresh")),
+        "{ev}"
+    );
+    assert_eq!(a.verify_audit().unwrap().problem, None);
 }

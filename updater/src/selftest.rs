@@ -220,7 +220,9 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
                 match agent.license() {
                     Some(l) => Ok(format!(
                         "{} for {}: {}",
-                        l.license.license_id, l.license.customer, e.state
+                        l.license().license_id,
+                        l.license().customer,
+                        e.state
                     )),
                     None => Err(format!("{}: {}", e.state, e.reasons.join("; "))),
                 }

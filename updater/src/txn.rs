@@ -750,7 +750,7 @@ impl Updater {
         };
         charter_agent::eval::entitled(
             agent.evaluation(),
-            &license.license,
+            license.license(),
             released_at,
             security_fix,
         )

@@ -94,12 +94,12 @@ pub fn run(ctx: &Ctx, cmd: LicenseCmd) -> Result<()> {
                 PAYLOAD_LICENSE => {
                     let v = VerifiedLicense::verify(&bytes, &root)
                         .with_context(|| format!("{} is not verified", file.display()))?;
-                    json!({"kind": "license", "verified": true, "signers": v.signers.iter().map(ToString::to_string).collect::<Vec<_>>(), "license": v.license})
+                    json!({"kind": "license", "verified": true, "signers": v.signers().iter().map(ToString::to_string).collect::<Vec<_>>(), "license": v.license()})
                 }
                 PAYLOAD_LICENSE_STATUS => {
                     let v = VerifiedStatus::verify(&bytes, &root)
                         .with_context(|| format!("{} is not verified", file.display()))?;
-                    json!({"kind": "status", "verified": true, "status": v.status})
+                    json!({"kind": "status", "verified": true, "status": v.status()})
                 }
                 other => bail!(
                     "{} is neither a license nor a status document (payloadType `{other}`)",

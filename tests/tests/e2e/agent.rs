@@ -122,14 +122,20 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
     args.push(&out_s);
     args.extend_from_slice(license_args);
     h.f.charter(&args).ok();
+    spawn(&cfg)
+}
+
+/// Starts `charter-agent run` on an existing config (a restart, after the
+/// first `start`) and waits for its socket.
+fn spawn(cfg: &Path) -> Daemon {
     let child = Command::new(charter_tests::bin("charter-agent"))
         .arg("run")
-        .env("CHARTER_AGENT_CONFIG", &cfg)
+        .env("CHARTER_AGENT_CONFIG", cfg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let socket = d.join("agent.sock");
+    let socket = cfg.parent().unwrap().join("agent.sock");
     let t = Instant::now();
     while UnixStream::connect(&socket).is_err() {
         assert!(
@@ -138,7 +144,11 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Daemon { child, cfg, socket }
+    Daemon {
+        child,
+        cfg: cfg.to_owned(),
+        socket,
+    }
 }
 
 fn is_root() -> bool {
@@ -797,4 +807,348 @@ fn status_token_plain_then_encrypted_never_shown() {
             );
         }
     }
+}
+
+/// Regression (issue 12, Q42): the runtime state is tampered with while
+/// the agent is stopped; at the restart the agent's own status fetch
+/// re-establishes it. `charter-agent audit verify` passes afterwards, and
+/// the new log's first line says the state was re-established because it
+/// was tampered with, naming the old log and the state file kept aside.
+#[test]
+fn tampered_state_reestablished_audit_verifies_and_says_why() {
+    let h = Host::new();
+    let status = h.path().join("agent-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "active",
+        "--out",
+        status.to_str().unwrap(),
+    ])
+    .ok();
+    let url = format!("file://{}", status.display());
+    let a = start(&h, &["--status-url", &url, "--max-offline", "7d"], "");
+    assert_eq!(a.cli(&["status", "--json"]).ok().json()["state"], "active");
+    let cfg = a.cfg.clone();
+    drop(a);
+    let state_dir = h.path().join("agent/state");
+    let state_file = state_dir.join("license-state.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    doc["mac"] = serde_json::json!("0".repeat(64));
+    let tampered = serde_json::to_vec(&doc).unwrap();
+    std::fs::write(&state_file, &tampered).unwrap();
+    let old_log = std::fs::read(state_dir.join("audit.jsonl")).unwrap();
+
+    let a = spawn(&cfg);
+    assert_eq!(a.cli(&["status", "--json"]).ok().json()["state"], "active");
+    let out = a.cli(&["audit", "verify"]).ok();
+    assert!(out.stdout.contains("audit log OK"), "{out:?}");
+    let log = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let ev = &first["event"];
+    assert_eq!(ev["kind"], "reestablished", "{first}");
+    assert_eq!(ev["why"], "tampered", "{first}");
+    let aside_log = ev["set_aside"]["audit_log"].as_str().unwrap();
+    assert!(aside_log.contains("/agent/state/audit."), "{first}");
+    assert_eq!(std::fs::read(aside_log).unwrap(), old_log);
+    let aside_state = ev["set_aside"]["state"].as_str().unwrap();
+    assert_eq!(std::fs::read(aside_state).unwrap(), tampered);
+    // And after another restart.
+    drop(a);
+    let a = spawn(&cfg);
+    a.cli(&["audit", "verify"]).ok();
+}
+
+/// Whether process `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+fn read_pid(p: &Path) -> Option<u32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Regression (issue 12, Q41): an `on` hook that hangs (and leaves a child
+/// behind) used to hold the agent's lock: for 60 s nothing answered, and
+/// at start the socket did not even appear. Now the API answers within a
+/// second while the hook hangs, also the endpoint that takes the agent's
+/// lock; the hook gets no environment but PATH; at its timeout its whole
+/// process group is killed.
+#[test]
+fn hanging_feature_hook_does_not_stall_the_api() {
+    let h = Host::new();
+    let dir = h.path().join("hook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("hang.sh");
+    let d = dir.display();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {d}/env.tmp && mv {d}/env.tmp {d}/env\nsleep 600 &\necho $! > {d}/child.tmp && mv {d}/child.tmp {d}/child\necho $$ > {d}/pid.tmp && mv {d}/pid.tmp {d}/pid\nwait\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let a = start(
+        &h,
+        &[],
+        &format!(
+            "[features.backups]\non = [\"{}\"]\ntimeout_secs = 4\n",
+            script.display()
+        ),
+    );
+    wait_until(|| dir.join("pid").exists(), "the hook started");
+    let (pid, child) = (
+        read_pid(&dir.join("pid")).unwrap(),
+        read_pid(&dir.join("child")).unwrap(),
+    );
+    assert!(alive(pid) && alive(child));
+    for path in [
+        "/v1/license",
+        "/v1/version",
+        "/v1/features/backups",
+        "/v1/health",
+    ] {
+        let t = Instant::now();
+        let (code, v) = a.get(path);
+        assert_eq!(code, 200, "{path}: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{path} took {:?} while a hook hangs",
+            t.elapsed()
+        );
+    }
+    assert!(alive(pid), "the hook still hangs while the API answered");
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    assert!(!env.contains("CHARTER_AGENT_CONFIG"), "{env}");
+    assert!(env.contains("PATH=/usr/local/sbin:"), "{env}");
+    // At the timeout the hook and the child it left are killed together.
+    wait_until(|| !alive(pid) && !alive(child), "the hook's group killed");
+    let (code, _) = a.get("/v1/version");
+    assert_eq!(code, 200);
+}
+
+/// Reads one HTTP response from a keep-alive connection; returns its
+/// status code.
+fn read_response(reader: &mut std::io::BufReader<UnixStream>) -> u16 {
+    let mut status = String::new();
+    std::io::BufRead::read_line(reader, &mut status).unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(reader, &mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).unwrap();
+    status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Opens `n` connections at once and sends one keep-alive request on
+/// each, all held open; returns each one's status code.
+fn concurrent_requests(a: &Daemon, n: usize) -> Vec<u16> {
+    let conns: Vec<UnixStream> = (0..n)
+        .map(|_| {
+            let s = UnixStream::connect(&a.socket).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    conns
+        .iter()
+        .map(|s| {
+            let mut w = s.try_clone().unwrap();
+            let _ = w.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+            read_response(&mut std::io::BufReader::new(s.try_clone().unwrap()))
+        })
+        .collect()
+}
+
+/// Regression (issue 12, item 5): one uid could hold only
+/// max_connections/4 (16 of 64) connections, so a panel with a pool of 20
+/// got 503s. The cap is `api.max_connections_per_uid`, by default half of
+/// `max_connections`, and is still enforced when set lower.
+#[test]
+fn panel_pool_of_20_connections_is_served() {
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    let codes = concurrent_requests(&a, 20);
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    drop(a);
+    let h = Host::new();
+    let a = start(&h, &[], "[api]\nmax_connections_per_uid = 3\n");
+    let mut codes = concurrent_requests(&a, 5);
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 200, 200, 503, 503]);
+}
+
+/// Makes `h`'s directories and the agent config readable by another uid
+/// (its answers are the test).
+fn open_to_others(h: &Host, cfg: &Path) {
+    for p in [h.path(), &h.path().join("agent")] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+/// Not a test: the strict client `refused_peer_always_gets_its_403` runs
+/// as another uid (this test binary, re-executed with `--ignored`). Does
+/// nothing without `CHARTER_TEST_REFUSED_SOCKET`.
+#[test]
+#[ignore = "a helper process for refused_peer_always_gets_its_403"]
+fn helper_refused_client() {
+    let Some(socket) = std::env::var_os("CHARTER_TEST_REFUSED_SOCKET") else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for i in 0..50 {
+        let r = (|| -> std::io::Result<String> {
+            let mut s = UnixStream::connect(&socket)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            // Like curl: the whole request is written, and a failed write
+            // is a failed request.
+            if i % 2 == 0 {
+                s.write_all(b"GET /v1/license HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            } else {
+                s.write_all(
+                    b"POST /v1/update/apply HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n",
+                )?;
+                std::thread::sleep(Duration::from_millis(2));
+                s.write_all(b"body")?;
+            }
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match r {
+            Ok(out) if out.starts_with("HTTP/1.1 403 ") && out.contains("is not allowed") => {}
+            other => failures.push(format!("{i}: {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    println!("refused client: 50 of 50 read their 403");
+}
+
+/// Regression (issue 12, item 4): the agent wrote its 403 and closed
+/// before reading the request, so a refused client (curl as another uid)
+/// got "broken pipe" or a reset in 10 to 50 % of tries. 50 refused
+/// connections from a real other uid, each writing its whole request
+/// first, must each read the 403. Needs root to run the client as uid
+/// 65534; without root the refusal path is covered by the agent's unit
+/// test `api::tests::refused_peer_always_gets_its_403`.
+#[test]
+fn refused_peer_always_gets_its_403() {
+    if !is_root() {
+        eprintln!("needs root to run a client as another uid: skipped");
+        return;
+    }
+    let h = Host::new();
+    let a = start(&h, &[], "");
+    open_to_others(&h, &a.cfg);
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "agent::helper_refused_client",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CHARTER_TEST_REFUSED_SOCKET", &a.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("50 of 50 read their 403"), "{text}");
+    // The agent still serves its allowed peers.
+    assert_eq!(a.get("/v1/health").0, 200);
+}
+
+/// Regression (issue 12, item 6): after `usermod -aG charter-update
+/// panel` the API refused the panel until the agent restarted, since
+/// membership was read once at start. With a group file the test edits
+/// (`api.group_file`), a real client running as uid 65534 is refused, then
+/// admitted as soon as the file names it, then refused again when it is
+/// removed, all with the same running agent. Needs root (another uid);
+/// without root `api::tests::group_added_after_start_is_allowed_without_restart`
+/// covers the re-reading.
+#[test]
+fn group_added_after_start_is_allowed_without_restart() {
+    if !is_root() {
+        eprintln!("needs root to run a client as another uid: skipped");
+        return;
+    }
+    let h = Host::new();
+    let db = h.path().join("etc");
+    std::fs::create_dir_all(&db).unwrap();
+    let (group, passwd) = (db.join("group"), db.join("passwd"));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0::/root:/bin/sh\npanel:x:65534:65534::/:/bin/sh\n",
+    )
+    .unwrap();
+    let write_group = |text: &str| {
+        // As usermod does: a new file renamed into place.
+        let tmp = db.join("group+");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &group).unwrap();
+    };
+    write_group("charter-update:x:4242:\n");
+    let a = start(
+        &h,
+        &[],
+        &format!(
+            "[api]\nallowed_groups = [\"charter-update\"]\ngroup_file = \"{}\"\npasswd_file = \"{}\"\n",
+            group.display(),
+            passwd.display()
+        ),
+    );
+    open_to_others(&h, &a.cfg);
+    let as_panel = || {
+        use std::os::unix::process::CommandExt;
+        Command::new(charter_tests::bin("charter-agent"))
+            .args(["check-feature", "backups"])
+            .env("CHARTER_AGENT_CONFIG", &a.cfg)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = as_panel();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+    write_group("charter-update:x:4242:panel\n");
+    let out = as_panel();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    write_group("charter-update:x:4242:\n");
+    assert_eq!(as_panel().status.code(), Some(2));
 }
