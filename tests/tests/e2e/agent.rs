@@ -78,13 +78,22 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
         std::fs::write(
             &cfg,
             format!(
-                "product = \"panel\"\n{extra}\n[paths]\nlicense = \"{dd}/license\"\nstate_dir = \"{dd}/state\"\ntrust_root = \"{}\"\nsocket = \"{dd}/agent.sock\"\nfeatures_file = \"{dd}/features.json\"\n[fingerprint]\nmachine_id = \"{dd}/machine-id\"\ndmi_product_uuid = \"{dd}/none\"\n",
+                "product = \"panel\"\n{extra}\n[paths]\nlicense = \"{dd}/license\"\nstate_dir = \"{dd}/state\"\ntrust_root = \"{}\"\nsocket = \"{dd}/agent.sock\"\nfeatures_file = \"{dd}/features.json\"\n[fingerprint]\nmachine_id = \"{dd}/machine-id\"\ndmi_product_uuid = \"{dd}/none\"\nhost_ids = \"{dd}/host-ids\"\n",
                 h.path().join("root.json").display()
             ),
         )
         .unwrap();
     };
     write_cfg(extra_cfg);
+    // The root step of the agent's unit (ExecStartPre=+), then the
+    // fingerprint the customer sends the vendor.
+    run_env(
+        "charter-agent",
+        &d,
+        &["host-ids"],
+        &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
+    )
+    .ok();
     let fp = run_env(
         "charter-agent",
         &d,
@@ -93,7 +102,7 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
     )
     .ok();
     let fp = fp.stdout.trim().to_owned();
-    assert_eq!(fp.len(), 64);
+    assert!(fp.starts_with("v2:") && fp.len() == 67, "{fp}");
     let out = d.join("license");
     let mut args = vec![
         "license",
