@@ -310,8 +310,8 @@ pub fn write_host_ids(product: &str, sources: &Sources) -> Result<Dmi> {
         Dmi::Unknown(why) => {
             let _ = std::fs::remove_file(&sources.host_ids);
             return Err(Error::Invalid {
-                what: "DMI product UUID",
-                reason: format!("{why} (root reads it: run this as root)"),
+                what: "host ids",
+                reason: format!("{why}; only root can read the DMI product UUID: run this as root"),
             });
         }
     };
