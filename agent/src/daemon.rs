@@ -64,9 +64,8 @@ impl Agent {
 
     /// Loads without creating or writing anything (the updater checking an
     /// entitlement from the agent's files). Do not call the recording
-    /// methods on the result.
-    /// The DMI UUID is read from `fingerprint.dmi_product_uuid` itself (the
-    /// updater is root).
+    /// methods on the result. The DMI UUID is read from
+    /// `fingerprint.dmi_product_uuid` itself (the updater is root).
     pub fn load_readonly(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
         Self::load_readonly_via(cfg, clock, DmiRead::Direct)
     }
