@@ -525,13 +525,24 @@ mod tests {
         std::fs::set_permissions(&s.host_ids, PermissionsExt::from_mode(0o666)).unwrap();
         let ids = HostIds::read("panel", &s, DmiRead::Copy).unwrap();
         assert!(ids.v2().unwrap_err().contains("not trusted"));
-        // Owned by someone who is neither root nor the config's owner.
+        // Owned by someone who is neither root nor the config's owner (the
+        // agent's user, say).
         std::fs::set_permissions(&s.host_ids, PermissionsExt::from_mode(0o644)).unwrap();
         s.config_owner = None;
-        if !rustix::process::geteuid().is_root() {
-            let ids = HostIds::read("panel", &s, DmiRead::Copy).unwrap();
-            assert!(ids.v2().unwrap_err().contains("not trusted"));
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&s.host_ids, Some(65534), None).unwrap();
         }
+        let ids = HostIds::read("panel", &s, DmiRead::Copy).unwrap();
+        assert!(ids.v2().unwrap_err().contains("not trusted"));
+        // A symlink to a trusted file is not the file.
+        std::fs::remove_file(&s.host_ids).unwrap();
+        s.config_owner = Some(rustix::process::geteuid().as_raw());
+        write_host_ids("panel", &s).unwrap();
+        let real = d.path().join("real-host-ids");
+        std::fs::rename(&s.host_ids, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &s.host_ids).unwrap();
+        let ids = HostIds::read("panel", &s, DmiRead::Copy).unwrap();
+        assert!(ids.v2().unwrap_err().contains("not trusted"));
     }
 
     #[test]
