@@ -163,8 +163,11 @@ sed "s|/etc/charter/|$T/x1/etc/charter/|; s|/var/lib/charter/|$T/cfg/|; s|/opt/|
 sed "s|/etc/charter/|$T/x1/etc/charter/|; s|/var/lib/charter/|$T/cfg/|; s|/run/charter/|$T/cfg/run/|" "$T/x1/etc/charter/agent.toml" > "$T/cfg/agent.toml"
 sed -i "s|$T/x1/etc/charter/agent.toml|$T/cfg/agent.toml|" "$T/cfg/charter.toml"
 echo "0123456789abcdef0123456789abcdef" > "$T/cfg/machine-id"
-printf '[fingerprint]\nmachine_id = "%s"\n' "$T/cfg/machine-id" >> "$T/cfg/agent.toml"
+echo "8F6B6A2E-3C1D-4E57-9A0B-1C2D3E4F5A6B" > "$T/cfg/product_uuid" && chmod 0400 "$T/cfg/product_uuid"
+printf '[fingerprint]\nmachine_id = "%s"\ndmi_product_uuid = "%s"\nhost_ids = "%s"\n' \
+  "$T/cfg/machine-id" "$T/cfg/product_uuid" "$T/cfg/host-ids" >> "$T/cfg/agent.toml"
 check "the shipped charter.toml loads: charter-update status" "$BIN/charter-update" --config "$T/cfg/charter.toml" status
+check "the shipped agent.toml loads: charter-agent host-ids (the unit's root step)" "$BIN/charter-agent" --config "$T/cfg/agent.toml" host-ids
 check "the shipped agent.toml loads: charter-agent fingerprint" "$BIN/charter-agent" --config "$T/cfg/agent.toml" fingerprint
 
 # ---- .rpm contents ---------------------------------------------------------
@@ -282,9 +285,16 @@ if ((chroot_ready)); then
 
   # -- the vendor (release engineers' section of README) makes a release and
   # a license for this host; the repository is a directory (file://).
+  # The unit's root step (ExecStartPre=+), here by hand: the charter user
+  # reads its copy, root the DMI file itself, and both agree.
+  check "charter-agent host-ids, as root (the unit's ExecStartPre=+)" inr charter-agent host-ids
+  [[ $(inr stat -c '%a %U' /run/charter-host-ids) == "644 root" ]] && ok "/run/charter-host-ids: 0644 root" ||
+    bad "/run/charter-host-ids: $(inr stat -c '%a %U' /run/charter-host-ids)"
   fp=$(as charter:charter charter-agent fingerprint)
-  [[ $fp =~ ^[0-9a-f]{64}$ && $(inr charter-agent fingerprint) == "$fp" ]] &&
-    ok "charter-agent fingerprint, as root and as the charter user: $fp" || bad "charter-agent fingerprint: $fp"
+  [[ $fp =~ ^v2:[0-9a-f]{64}$ && $(inr charter-agent fingerprint) == "$fp" ]] &&
+    ok "charter-agent fingerprint (v2), as root and as the charter user: $fp" || bad "charter-agent fingerprint: $fp"
+  [[ $(as charter:charter charter-agent fingerprint --form v1) =~ ^[0-9a-f]{64}$ ]] &&
+    ok "charter-agent fingerprint --form v1: the v1 form" || bad "charter-agent fingerprint --form v1"
   cd "$T/vendor"
   mkdir -p tree/bin tree/etc && printf '#!/bin/sh\necho panel\n' > tree/bin/panel && chmod 755 tree/bin/panel
   echo 'theme = "light"' > tree/etc/panel.toml

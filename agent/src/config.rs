@@ -295,6 +295,9 @@ impl Config {
             reason: "not UTF-8".into(),
         })?;
         let mut cfg = Self::parse(text, path)?;
+        cfg.fingerprint.config_owner = std::fs::metadata(path)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         let bad = |e: charter_keys::Error| Error::Config {
             path: path.to_owned(),
             reason: e.to_string(),

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::eval::{Evaluation, Inputs, State, evaluate};
+use crate::fingerprint::{DmiRead, HostIds};
 use crate::license::{MAX_DOCUMENT_BYTES, VerifiedLicense, VerifiedStatus};
 use crate::state::{Loaded, RuntimeState, StateStore};
 use crate::{Error, Result};
@@ -24,7 +25,7 @@ pub struct Agent {
     store: StateStore,
     root: VerifiedRoot,
     clock: Box<dyn Clock>,
-    fingerprint: String,
+    host: HostIds,
     loaded: Loaded,
     license: Option<std::result::Result<VerifiedLicense, String>>,
     license_stamp: Option<(u64, i128)>,
@@ -55,23 +56,37 @@ fn file_stamp(path: &Path) -> Option<(u64, i128)> {
 impl Agent {
     /// Opens the state (creating the host secret on first run), the trust
     /// root, and the license, then evaluates (nothing is written: see
-    /// [`Agent::evaluate_and_record`]).
+    /// [`Agent::evaluate_and_record`]). The DMI UUID comes from the copy
+    /// root leaves at `fingerprint.host_ids`.
     pub fn load(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
         let store = StateStore::open(&cfg.paths.state_dir)?;
-        Self::load_with(cfg, clock, store)
+        Self::load_with(cfg, clock, store, DmiRead::Copy)
     }
 
     /// Loads without creating or writing anything (the updater checking an
     /// entitlement from the agent's files). Do not call the recording
-    /// methods on the result.
+    /// methods on the result. The DMI UUID is read from
+    /// `fingerprint.dmi_product_uuid` itself (the updater is root).
     pub fn load_readonly(cfg: Config, clock: Box<dyn Clock>) -> Result<Self> {
-        let store = StateStore::open_existing(&cfg.paths.state_dir)?;
-        Self::load_with(cfg, clock, store)
+        Self::load_readonly_via(cfg, clock, DmiRead::Direct)
     }
 
-    fn load_with(cfg: Config, clock: Box<dyn Clock>, store: StateStore) -> Result<Self> {
+    /// [`Agent::load_readonly`], learning the DMI UUID as `dmi` says
+    /// (`charter-agent config test` run by a user other than root reads the
+    /// copy).
+    pub fn load_readonly_via(cfg: Config, clock: Box<dyn Clock>, dmi: DmiRead) -> Result<Self> {
+        let store = StateStore::open_existing(&cfg.paths.state_dir)?;
+        Self::load_with(cfg, clock, store, dmi)
+    }
+
+    fn load_with(
+        cfg: Config,
+        clock: Box<dyn Clock>,
+        store: StateStore,
+        dmi: DmiRead,
+    ) -> Result<Self> {
         let root = load_root(&cfg)?;
-        let fingerprint = crate::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint)?;
+        let host = HostIds::read(&cfg.product, &cfg.fingerprint, dmi)?;
         let loaded = store.load()?;
         let now = clock.now();
         let audit = AuditLog::new(store.dir());
@@ -81,7 +96,7 @@ impl Agent {
             store,
             root,
             clock,
-            fingerprint,
+            host,
             loaded,
             license: None,
             license_stamp: None,
@@ -124,9 +139,14 @@ impl Agent {
         &self.eval
     }
 
-    /// This host's fingerprint.
+    /// This host's fingerprint to license: v2 when known, else v1.
     pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+        self.host.preferred()
+    }
+
+    /// This host's ids and both fingerprints.
+    pub fn host_ids(&self) -> &HostIds {
+        &self.host
     }
 
     /// The verified license, if any.
@@ -157,7 +177,7 @@ impl Agent {
             license,
             status: self.status.as_ref(),
             product: &self.cfg.product,
-            fingerprint: &self.fingerprint,
+            host: &self.host,
             runtime: &self.loaded,
             now: self.clock.now(),
             clock_tolerance: SignedDuration::from_secs(
@@ -221,6 +241,7 @@ impl Agent {
                     dirty = true;
                 }
             }
+            dirty |= self.remember_host_ids(rt, now)?;
             if dirty {
                 self.store.save(rt)?;
                 self.loaded = Loaded::Ok(rt.clone());
@@ -231,6 +252,51 @@ impl Agent {
             self.enforce(&before)?;
         }
         Ok(())
+    }
+
+    /// Records this host's ids in the state (docs/SPEC.md §10.4) when none
+    /// are recorded yet, or when the installed license is bound to this
+    /// host's v2 fingerprint (the vendor vouched for these ids). Never
+    /// otherwise: a clone must not launder its new ids by removing the
+    /// license or installing another for a while. A change is audited.
+    fn remember_host_ids(&self, rt: &mut RuntimeState, now: Timestamp) -> Result<bool> {
+        let Some(seen) = self.host.seen() else {
+            return Ok(false);
+        };
+        if rt.host_ids.as_ref() == Some(&seen) {
+            return Ok(false);
+        }
+        let vouched = self.license().is_some_and(|l| {
+            self.host
+                .v2()
+                .is_ok_and(|v2| l.license().machines.iter().any(|m| m == v2))
+        });
+        if rt.host_ids.is_some() && !vouched {
+            return Ok(false);
+        }
+        let changed: Vec<&str> = match &rt.host_ids {
+            None => vec![],
+            Some(was) => [
+                ("machine_id", was.machine_id != seen.machine_id),
+                ("dmi", was.dmi != seen.dmi),
+            ]
+            .into_iter()
+            .filter_map(|(n, c)| c.then_some(n))
+            .collect(),
+        };
+        let action = if rt.host_ids.is_none() {
+            "recorded"
+        } else {
+            "changed"
+        };
+        rt.host_ids = Some(seen);
+        self.audit.append(
+            &self.store,
+            rt,
+            now,
+            json!({"kind": "host", "action": action, "changed": changed}),
+        )?;
+        Ok(true)
     }
 
     /// The runtime state to update, or None while it is tampered/deleted
@@ -508,7 +574,7 @@ impl Evaluation {
             license: None,
             status: None,
             product: "",
-            fingerprint: "",
+            host: &HostIds::from_raw("", "", crate::fingerprint::Dmi::Absent),
             runtime: &Loaded::Fresh,
             now,
             clock_tolerance: SignedDuration::ZERO,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::fingerprint::{Form, HostIds};
 use crate::license::{StatusState, VerifiedLicense, VerifiedStatus};
 use crate::state::Loaded;
 
@@ -48,8 +49,8 @@ pub struct Inputs<'a> {
     pub status: Option<&'a VerifiedStatus>,
     /// The product this host runs.
     pub product: &'a str,
-    /// This host's fingerprint for the product.
-    pub fingerprint: &'a str,
+    /// This host's ids and fingerprints for the product.
+    pub host: &'a HostIds,
     /// The runtime state as loaded.
     pub runtime: &'a Loaded,
     /// Now.
@@ -154,11 +155,33 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
             ),
         );
     }
-    if !lic.machines.is_empty() && !lic.machines.iter().any(|m| m == i.fingerprint) {
-        e.worsen(
-            State::Invalid,
-            "license is bound to other machines (see `charter-agent fingerprint`)".into(),
-        );
+    // A license names the form it binds by each entry's form (§10.3): a
+    // v1 entry matches the v1 fingerprint, a v2 entry the v2 one.
+    let mut bound_by_v1_only = false;
+    if !lic.machines.is_empty() {
+        let v2 = i.host.v2();
+        let by_v2 = v2.is_ok_and(|f| lic.machines.iter().any(|m| m == f));
+        let by_v1 = lic.machines.iter().any(|m| m == i.host.v1());
+        bound_by_v1_only = by_v1 && !by_v2;
+        let wants_v2 = lic
+            .machines
+            .iter()
+            .any(|m| Form::of_entry(m) == Some(Form::V2));
+        match v2 {
+            _ if by_v1 || by_v2 => {}
+            Err(why) if wants_v2 => e.worsen(
+                State::Invalid,
+                format!("license is bound to v2 fingerprints and this host's is unknown: {why}"),
+            ),
+            _ => e.worsen(
+                State::Invalid,
+                "license is bound to other machines (see `charter-agent fingerprint`)".into(),
+            ),
+        }
+        if let Err(why) = v2 {
+            e.warnings
+                .push(format!("this host's v2 fingerprint is unknown: {why}"));
+        }
     }
     // 3. The runtime state is intact.
     let runtime = match i.runtime {
@@ -182,6 +205,23 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
         }
     };
     if let Some(rt) = runtime {
+        // 3a. Not a copy of another host's state: a v1 fingerprint cannot
+        // see the DMI UUID, so a cloned VM (same machine id, new SMBIOS
+        // UUID) would pass rule 2 with the state it was cloned with.
+        if bound_by_v1_only
+            && let (Some(was), Some(is)) = (&rt.host_ids, i.host.seen())
+            && was.machine_id == is.machine_id
+            && was.dmi != is.dmi
+        {
+            e.worsen(
+                State::Invalid,
+                "this host's DMI product UUID is not the one its license state was recorded \
+                 on, under the same machine id (a cloned VM, or a new motherboard); a license \
+                 bound to a v1 fingerprint cannot tell which: ask the vendor for one bound to \
+                 the v2 fingerprint (`charter-agent fingerprint`)"
+                    .into(),
+            );
+        }
         // 4. The clock did not move back below the high-water mark.
         if i.now + i.clock_tolerance < rt.time_floor {
             e.worsen(

@@ -54,7 +54,8 @@ pub struct License {
     /// Numeric limits (`max_nodes = 10`).
     #[serde(default)]
     pub limits: BTreeMap<String, i64>,
-    /// Host fingerprints this license is bound to; empty: floating.
+    /// Host fingerprints this license is bound to, each v1 (64 hex digits)
+    /// or v2 (`v2:` and 64 hex digits); empty: floating.
     #[serde(default)]
     pub machines: Vec<String>,
     /// Longest the host may go without a fresh signed status (seconds);
@@ -145,13 +146,10 @@ impl License {
             check_name("limit name", l)?;
         }
         for m in &self.machines {
-            if m.len() != 64
-                || !m
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            {
+            if crate::fingerprint::Form::of_entry(m).is_none() {
                 return bad(format!(
-                    "machine fingerprint `{m}` is not 64 lowercase hex digits"
+                    "machine fingerprint `{m}` is neither 64 lowercase hex digits (v1) \
+                     nor `v2:` and 64 lowercase hex digits (v2)"
                 ));
             }
         }

@@ -63,8 +63,20 @@ enum Cmd {
         /// Value to check.
         value: i64,
     },
-    /// Print this host's fingerprint for the product (for license binding).
-    Fingerprint,
+    /// Print this host's fingerprint for the product (for license binding):
+    /// the v2 form (machine id and DMI product UUID) unless --form v1.
+    /// Root reads the DMI UUID itself; other users read the copy that
+    /// `host-ids` left.
+    Fingerprint {
+        /// v2 (`v2:` and 64 hex digits) or v1 (64 hex digits, the form
+        /// before v2).
+        #[arg(long, value_enum, default_value_t = FormArg::V2)]
+        form: FormArg,
+    },
+    /// As root, before the agent starts (the packaged unit's
+    /// ExecStartPre=+): write a digest of the DMI product UUID, which only
+    /// root can read, to `fingerprint.host_ids` for the agent.
+    HostIds,
     /// Ask the agent to run an update action through the updater's door.
     Update {
         /// check, apply or rollback.
@@ -79,6 +91,12 @@ enum Cmd {
     /// This build (version, commit, date, target, features), the trust
     /// root in force and the installed release.
     Version,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormArg {
+    V1,
+    V2,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,14 +223,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::from(1)
         });
     }
+    if let Cmd::HostIds = cli.command {
+        return host_ids(cli.config.as_deref(), cli.json);
+    }
     let cfg = load_config(cli.config.as_deref())?;
     let socket = cfg.paths.socket.clone();
     match cli.command {
         Cmd::Run => daemon(cfg),
-        Cmd::Fingerprint => {
-            let fp = charter_agent::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint)?;
+        Cmd::Fingerprint { form } => {
+            use charter_agent::fingerprint::{DmiRead, HostIds};
+            let ids = HostIds::read(&cfg.product, &cfg.fingerprint, DmiRead::for_this_process())?;
+            let (name, fp) = match form {
+                FormArg::V1 => ("v1", ids.v1()),
+                FormArg::V2 => (
+                    "v2",
+                    ids.v2().map_err(|why| {
+                        anyhow::anyhow!(
+                            "this host's v2 fingerprint is unknown: {why}; \
+                         `charter-agent fingerprint --form v1` prints the v1 form"
+                        )
+                    })?,
+                ),
+            };
             if cli.json {
-                print_json(&serde_json::json!({"product": cfg.product, "fingerprint": fp}))?;
+                print_json(
+                    &serde_json::json!({"product": cfg.product, "form": name, "fingerprint": fp}),
+                )?;
             } else {
                 outln!("{fp}");
             }
@@ -333,7 +369,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Config(ConfigCmd::Test) | Cmd::Version => unreachable!("handled above"),
+        Cmd::Config(ConfigCmd::Test) | Cmd::Version | Cmd::HostIds => {
+            unreachable!("handled above")
+        }
         Cmd::Audit(AuditCmd::Verify) => {
             let agent = Agent::load(cfg, Box::new(SystemClock))?;
             let r = agent.verify_audit()?;
@@ -352,6 +390,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `host-ids`: the config is parsed without decrypting its secrets (root
+/// may not hold the master key the agent is given as a credential).
+fn host_ids(flag: Option<&Path>, json: bool) -> Result<ExitCode> {
+    use charter_agent::fingerprint::{Dmi, write_host_ids};
+    let path = Config::locate(flag);
+    let cfg = charter_keys::fsutil::read_capped(&path, 1 << 20, "a config file")
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(String::from_utf8(b)?))
+        .and_then(|t| Ok(Config::parse(&t, &path)?))
+        .with_context(|| format!("cannot load the config (from {})", path.display()))?;
+    let dmi = write_host_ids(&cfg.product, &cfg.fingerprint)?;
+    let what = match dmi {
+        Dmi::Present(_) => "present",
+        _ => "absent",
+    };
+    let out = &cfg.fingerprint.host_ids;
+    if json {
+        print_json(&serde_json::json!({"host_ids": out, "dmi_product_uuid": what}))?;
+    } else if dmi == Dmi::Absent {
+        outln!(
+            "{}: this host has no DMI product UUID ({} is missing); v2 fingerprints bind its machine id alone",
+            out.display(),
+            cfg.fingerprint.dmi_product_uuid.display()
+        );
+    } else {
+        outln!("{}: DMI product UUID digest written", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn daemon(cfg: Config) -> Result<ExitCode> {

@@ -131,15 +131,21 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
             return r;
         }
     };
-    let fp = crate::fingerprint::fingerprint(&cfg.product, &cfg.fingerprint);
-    r.push("fingerprint", fp.map_err(|e| e.to_string()));
+    let how = crate::fingerprint::DmiRead::for_this_process();
+    let fp = crate::fingerprint::HostIds::read(&cfg.product, &cfg.fingerprint, how)
+        .map_err(|e| e.to_string())
+        .and_then(|h| match h.v2() {
+            Ok(v2) => Ok(format!("{v2} (v1 {})", h.v1())),
+            Err(why) => Err(format!("v2 unknown: {why} (v1 {})", h.v1())),
+        });
+    r.push("fingerprint", fp);
     let timeout = Duration::from_secs(cfg.status.timeout_secs);
     let token = cfg
         .status
         .token
         .as_ref()
         .and_then(|t| t.expose().map(str::to_owned));
-    let agent = match Agent::load_readonly(cfg, clock) {
+    let agent = match Agent::load_readonly_via(cfg, clock, how) {
         Ok(a) => a,
         Err(e) => {
             r.push("license", Err(e.to_string()));

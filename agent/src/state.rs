@@ -56,6 +56,11 @@ pub struct RuntimeState {
     /// Hash of the last audit line (hex).
     #[serde(default)]
     pub audit_head: Option<String>,
+    /// The host ids this state was last recorded on (digests), to notice a
+    /// state copied to a cloned VM (docs/SPEC.md §10.4). Absent in states
+    /// written before it existed, which keeps their MAC valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ids: Option<crate::fingerprint::SeenIds>,
 }
 
 impl RuntimeState {
@@ -137,6 +142,7 @@ impl LegacyState {
             last_status_fetch: self.last_status_fetch,
             audit_lines: self.audit_lines,
             audit_head: self.audit_head,
+            host_ids: None,
         }
     }
 }

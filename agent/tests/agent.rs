@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use charter_agent::config::Config;
 use charter_agent::daemon::Agent;
 use charter_agent::eval::{State, entitled};
+use charter_agent::fingerprint::{DmiRead, HostIds};
 use charter_agent::license::{License, LicenseStatus, StatusState};
 use charter_keys::dsse::{Envelope, PAYLOAD_LICENSE, PAYLOAD_LICENSE_STATUS, PAYLOAD_ROOT};
 use charter_keys::root::RootDocument;
@@ -74,7 +75,7 @@ impl Env {
         std::fs::write(
             dir.path().join("agent.toml"),
             format!(
-                "product = \"panel\"\n[paths]\nlicense = \"{d}/license\"\nstate_dir = \"{d}/state\"\ntrust_root = \"{d}/root.json\"\nsocket = \"{d}/agent.sock\"\nfeatures_file = \"{d}/features.json\"\n[fingerprint]\nmachine_id = \"{d}/machine-id\"\ndmi_product_uuid = \"{d}/no-dmi\"\n"
+                "product = \"panel\"\n[paths]\nlicense = \"{d}/license\"\nstate_dir = \"{d}/state\"\ntrust_root = \"{d}/root.json\"\nsocket = \"{d}/agent.sock\"\nfeatures_file = \"{d}/features.json\"\n[fingerprint]\nmachine_id = \"{d}/machine-id\"\ndmi_product_uuid = \"{d}/product_uuid\"\nhost_ids = \"{d}/host-ids\"\n"
             ),
         )
         .unwrap();
@@ -98,6 +99,21 @@ impl Env {
 
     fn fingerprint(&self) -> String {
         charter_agent::fingerprint::fingerprint("panel", &self.config().fingerprint).unwrap()
+    }
+
+    /// Gives this host a DMI product UUID (root-only, 0400) and runs the
+    /// root step that copies its digest for the agent; returns the v2
+    /// fingerprint.
+    fn set_dmi(&self, uuid: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.path("product_uuid");
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, uuid).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let src = &self.config().fingerprint;
+        charter_agent::fingerprint::write_host_ids("panel", src).unwrap();
+        let ids = HostIds::read("panel", src, DmiRead::Copy).unwrap();
+        ids.v2().unwrap().to_owned()
     }
 
     fn license(&self, serial: u64) -> License {
@@ -326,6 +342,135 @@ fn license_for_another_machine() {
     let a = e.agent();
     assert_eq!(state(&a), State::Invalid);
     assert!(has_reason(&a, "bound to other machines"));
+}
+
+const UUID_A: &str = "8f6b6a2e-3c1d-4e57-9a0b-1c2d3e4f5a6b\n";
+const UUID_B: &str = "0d3c2b1a-9e8f-4a7b-8c6d-5e4f3a2b1c0d\n";
+const CLONE_REASON: &str = "DMI product UUID is not the one its license state was recorded on";
+
+#[test]
+fn v1_license_with_state_copied_to_a_vm_clone_is_invalid() {
+    let e = Env::new();
+    e.set_dmi(UUID_A);
+    // A license issued for today's (v1) fingerprint keeps working.
+    e.write_license(&e.license(1), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    // A Proxmox clone: the disk (machine id, license, agent state) copied,
+    // a new SMBIOS UUID. The v1 fingerprint is the same.
+    let v1 = e.fingerprint();
+    e.set_dmi(UUID_B);
+    assert_eq!(e.fingerprint(), v1);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid, "{:?}", a.evaluation());
+    assert!(has_reason(&a, CLONE_REASON));
+    // The root updater (reading the DMI file itself) agrees.
+    let u = Agent::load_readonly(e.config(), Box::new(e.clock.clone())).unwrap();
+    assert_eq!(state(&u), State::Invalid);
+    assert!(has_reason(&u, CLONE_REASON));
+    // The refusal is in the audit log, and the state still verifies.
+    let log = std::fs::read_to_string(e.path("state/audit.jsonl")).unwrap();
+    assert!(log.contains(CLONE_REASON), "{log}");
+    assert!(a.verify_audit().unwrap().problem.is_none());
+}
+
+#[test]
+fn removing_the_license_does_not_launder_a_clones_ids() {
+    let e = Env::new();
+    e.set_dmi(UUID_A);
+    e.write_license(&e.license(1), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    e.set_dmi(UUID_B);
+    std::fs::remove_file(e.path("license")).unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    drop(a);
+    e.write_license(&e.license(1), &e.lic_key);
+    let a = e.agent();
+    assert!(has_reason(&a, CLONE_REASON), "{:?}", a.evaluation());
+}
+
+#[test]
+fn new_motherboard_then_a_v2_license_for_it_is_active() {
+    let e = Env::new();
+    e.set_dmi(UUID_A);
+    e.write_license(&e.license(1), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    // A new motherboard looks like a clone to a v1-bound license.
+    let v2 = e.set_dmi(UUID_B);
+    assert!(has_reason(&e.agent(), CLONE_REASON));
+    // The vendor reissues for the v2 fingerprint: active, and the new ids
+    // are recorded (and audited).
+    let mut l = e.license(2);
+    l.machines = vec![v2];
+    e.write_license(&l, &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Active, "{:?}", a.evaluation());
+    let log = std::fs::read_to_string(e.path("state/audit.jsonl")).unwrap();
+    assert!(
+        log.contains(r#""action":"changed","changed":["dmi"],"kind":"host""#),
+        "{log}"
+    );
+    // Back to the old board: the v2 license is bound to another machine.
+    e.set_dmi(UUID_A);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "bound to other machines"));
+}
+
+#[test]
+fn v2_license_refused_on_a_vm_clone_even_without_the_state() {
+    let e = Env::new();
+    let v2 = e.set_dmi(UUID_A);
+    let mut l = e.license(1);
+    l.machines = vec![v2];
+    e.write_license(&l, &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    // The clone also resets the agent's state: a first run, still refused.
+    e.set_dmi(UUID_B);
+    std::fs::remove_dir_all(e.path("state")).unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "bound to other machines"));
+}
+
+#[test]
+fn v2_license_without_the_root_copy_says_why() {
+    let e = Env::new();
+    let v2 = e.set_dmi(UUID_A);
+    let mut l = e.license(1);
+    l.machines = vec![v2];
+    e.write_license(&l, &e.lic_key);
+    std::fs::remove_file(e.path("host-ids")).unwrap();
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(
+        has_reason(&a, "bound to v2 fingerprints and this host's is unknown")
+            && has_reason(&a, "host-ids is missing"),
+        "{:?}",
+        a.evaluation()
+    );
+    // A v1 license works without it, with a warning.
+    e.write_license(&e.license(2), &e.lic_key);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Active);
+    assert!(
+        a.evaluation()
+            .warnings
+            .iter()
+            .any(|w| w.contains("v2 fingerprint is unknown"))
+    );
+}
+
+#[test]
+fn floating_license_runs_on_a_clone() {
+    let e = Env::new();
+    e.set_dmi(UUID_A);
+    let mut l = e.license(1);
+    l.machines = vec![];
+    e.write_license(&l, &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+    e.set_dmi(UUID_B);
+    assert_eq!(state(&e.agent()), State::Active);
 }
 
 #[test]

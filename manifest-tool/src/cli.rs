@@ -476,7 +476,9 @@ pub struct IssueArgs {
     /// Limit as NAME=INTEGER; repeat.
     #[arg(long = "limit", value_name = "NAME=N")]
     pub limits: Vec<String>,
-    /// Host fingerprint (`charter-agent fingerprint`); repeat. None: floating.
+    /// Host fingerprint (`charter-agent fingerprint`): `v2:` and 64 hex
+    /// digits (machine id and DMI UUID), or 64 hex digits (v1, machine id);
+    /// repeat. None: floating.
     #[arg(long = "machine", value_name = "FINGERPRINT")]
     pub machines: Vec<String>,
     /// Longest the host may go without a fresh status (needs --status-url).

@@ -69,31 +69,59 @@ impl Daemon {
 /// product, writes the agent config (extra TOML appended) and starts the
 /// daemon.
 fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
+    start_on(h, None, "v2", license_args, extra_cfg)
+}
+
+/// [`start`] on a host with a DMI product UUID (`dmi`, root-only; none:
+/// a host without one), the license bound to the `form` fingerprint.
+fn start_on(
+    h: &Host,
+    dmi: Option<&str>,
+    form: &str,
+    license_args: &[&str],
+    extra_cfg: &str,
+) -> Daemon {
     let d = h.path().join("agent");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("machine-id"), "00112233445566778899aabbccddeeff\n").unwrap();
+    if let Some(uuid) = dmi {
+        set_dmi(&d, uuid);
+    }
     let dd = d.display();
     let cfg = d.join("agent.toml");
     let write_cfg = |extra: &str| {
         std::fs::write(
             &cfg,
             format!(
-                "product = \"panel\"\n{extra}\n[paths]\nlicense = \"{dd}/license\"\nstate_dir = \"{dd}/state\"\ntrust_root = \"{}\"\nsocket = \"{dd}/agent.sock\"\nfeatures_file = \"{dd}/features.json\"\n[fingerprint]\nmachine_id = \"{dd}/machine-id\"\ndmi_product_uuid = \"{dd}/none\"\n",
+                "product = \"panel\"\n{extra}\n[paths]\nlicense = \"{dd}/license\"\nstate_dir = \"{dd}/state\"\ntrust_root = \"{}\"\nsocket = \"{dd}/agent.sock\"\nfeatures_file = \"{dd}/features.json\"\n[fingerprint]\nmachine_id = \"{dd}/machine-id\"\ndmi_product_uuid = \"{dd}/product_uuid\"\nhost_ids = \"{dd}/host-ids\"\n",
                 h.path().join("root.json").display()
             ),
         )
         .unwrap();
     };
     write_cfg(extra_cfg);
+    // The root step of the agent's unit (ExecStartPre=+), then the
+    // fingerprint the customer sends the vendor.
+    run_env(
+        "charter-agent",
+        &d,
+        &["host-ids"],
+        &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
+    )
+    .ok();
     let fp = run_env(
         "charter-agent",
         &d,
-        &["fingerprint"],
+        &["fingerprint", "--form", form],
         &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
     )
     .ok();
     let fp = fp.stdout.trim().to_owned();
-    assert_eq!(fp.len(), 64);
+    let want = if form == "v2" { 67 } else { 64 };
+    assert!(
+        fp.len() == want && (form != "v2" || fp.starts_with("v2:")),
+        "{fp}"
+    );
     let out = d.join("license");
     let mut args = vec![
         "license",
@@ -123,6 +151,16 @@ fn start(h: &Host, license_args: &[&str], extra_cfg: &str) -> Daemon {
     args.extend_from_slice(license_args);
     h.f.charter(&args).ok();
     spawn(&cfg)
+}
+
+/// Gives the host in `d` this DMI product UUID, readable by root alone as
+/// in /sys/class/dmi/id/product_uuid.
+fn set_dmi(d: &Path, uuid: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = d.join("product_uuid");
+    let _ = std::fs::remove_file(&p);
+    std::fs::write(&p, format!("{uuid}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
 }
 
 /// Starts `charter-agent run` on an existing config (a restart, after the
@@ -1151,4 +1189,151 @@ fn group_added_after_start_is_allowed_without_restart() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     write_group("charter-update:x:4242:\n");
     assert_eq!(as_panel().status.code(), Some(2));
+}
+
+const UUID_HOST: &str = "8F6B6A2E-3C1D-4E57-9A0B-1C2D3E4F5A6B";
+const UUID_CLONE: &str = "0D3C2B1A-9E8F-4A7B-8C6D-5E4F3A2B1C0D";
+
+/// A Proxmox-style clone of the agent's host: everything on the disk
+/// (machine id, license, agent state, config) stays, the SMBIOS UUID is
+/// new. The agent is stopped, the clone boots, the unit's root step
+/// (`charter-agent host-ids`) runs, the agent starts.
+fn clone_host(a: Daemon) -> Daemon {
+    let cfg = a.cfg.clone();
+    drop(a);
+    let d = cfg.parent().unwrap();
+    set_dmi(d, UUID_CLONE);
+    a_host_ids(&cfg).ok();
+    spawn(&cfg)
+}
+
+fn a_host_ids(cfg: &Path) -> Output {
+    run_env(
+        "charter-agent",
+        cfg.parent().unwrap(),
+        &["host-ids"],
+        &[("CHARTER_AGENT_CONFIG", cfg.to_str().unwrap())],
+    )
+}
+
+fn reasons(a: &Daemon) -> String {
+    let (_, v) = a.get("/v1/license");
+    format!("{} {}", v["state"], v["reasons"])
+}
+
+#[test]
+fn license_refused_on_vm_clone() {
+    let h = Host::new();
+    let a = start_on(&h, Some(UUID_HOST), "v2", &[], "");
+    assert_eq!(a.get("/v1/license").1["state"], "active", "{}", reasons(&a));
+    a.cli(&["check-feature", "backups"]).ok();
+    let a = clone_host(a);
+    let (_, v) = a.get("/v1/license");
+    assert_eq!(v["state"], "invalid", "{v}");
+    assert!(reasons(&a).contains("bound to other machines"), "{v}");
+    assert_eq!(a.cli(&["check-feature", "backups"]).code, 1);
+    // The same clone with its agent state reset is still refused: the
+    // binding itself sees the new UUID.
+    let cfg = a.cfg.clone();
+    drop(a);
+    std::fs::remove_dir_all(cfg.parent().unwrap().join("state")).unwrap();
+    let a = spawn(&cfg);
+    assert!(
+        reasons(&a).contains("bound to other machines"),
+        "{}",
+        reasons(&a)
+    );
+}
+
+#[test]
+fn v1_license_still_valid_and_refused_on_a_vm_clone_of_its_state() {
+    let h = Host::new();
+    let a = start_on(&h, Some(UUID_HOST), "v1", &[], "");
+    assert_eq!(a.get("/v1/license").1["state"], "active", "{}", reasons(&a));
+    // The clone keeps the machine id, so the v1 fingerprint matches; the
+    // agent's state remembers the old host's UUID.
+    let a = clone_host(a);
+    let why = reasons(&a);
+    assert!(
+        why.starts_with("\"invalid\"")
+            && why.contains("DMI product UUID is not the one its license state was recorded on"),
+        "{why}"
+    );
+    // Recorded in the audit log, whose chain still verifies.
+    let log = std::fs::read_to_string(h.path().join("agent/state/audit.jsonl")).unwrap();
+    assert!(log.contains("a cloned VM, or a new motherboard"), "{log}");
+    a.cli(&["audit", "verify"]).ok();
+}
+
+/// The root step the unit runs before the agent (ExecStartPre=+): what it
+/// writes, and that the agent refuses a copy others could have written.
+#[test]
+fn host_ids_copy_written_by_root_is_what_the_agent_binds_and_a_writable_one_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let h = Host::new();
+    let a = start_on(&h, Some(UUID_HOST), "v2", &[], "");
+    let copy = h.path().join("agent/host-ids");
+    let md = std::fs::metadata(&copy).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o644);
+    let text = std::fs::read_to_string(&copy).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["product"], "panel");
+    assert_eq!(doc["dmi"].as_str().map(str::len), Some(64), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("8f6b6a2e"),
+        "the raw UUID: {text}"
+    );
+    // The agent (reading the copy) and the CLI agree on the fingerprint.
+    let cli = a.cli(&["fingerprint", "--json"]).ok();
+    let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
+    assert_eq!(cli["form"], "v2");
+    assert_eq!(a.get("/v1/license").1["fingerprint"], cli["fingerprint"]);
+    assert_eq!(a.get("/v1/license").1["state"], "active");
+    // A copy that group or others may write is not trusted.
+    let cfg = a.cfg.clone();
+    drop(a);
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let a = spawn(&cfg);
+    let why = reasons(&a);
+    assert!(
+        why.contains("bound to v2 fingerprints and this host's is unknown")
+            && why.contains("not trusted"),
+        "{why}"
+    );
+    drop(a);
+    // Run again, it replaces the copy (atomically, mode 0644 again).
+    a_host_ids(&cfg).ok();
+    assert_eq!(std::fs::metadata(&copy).unwrap().mode() & 0o7777, 0o644);
+    let a = spawn(&cfg);
+    assert_eq!(a.get("/v1/license").1["state"], "active", "{}", reasons(&a));
+    drop(a);
+    // A host without DMI (a container): the copy says so.
+    std::fs::remove_file(h.path().join("agent/product_uuid")).unwrap();
+    let out = a_host_ids(&cfg).ok();
+    assert!(out.stdout.contains("no DMI product UUID"), "{}", out.stdout);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&copy).unwrap()).unwrap();
+    assert_eq!(doc["dmi"], serde_json::Value::Null);
+}
+
+#[test]
+fn updater_refuses_a_v2_license_on_a_vm_clone() {
+    let h = Host::new();
+    let a = start_on(&h, Some(UUID_HOST), "v2", &[], "");
+    let agent_cfg = a.cfg.clone();
+    drop(a);
+    h.write_config(
+        &h.server.url(),
+        &format!("[license]\nagent_config = \"{}\"\n", agent_cfg.display()),
+    );
+    // The updater reads the DMI file itself and agrees with the agent.
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    // On the clone it is not entitled, copy or no copy.
+    set_dmi(agent_cfg.parent().unwrap(), UUID_CLONE);
+    h.publish("1.0.1", true, "a = 1\n", &[]);
+    h.update(&["apply"])
+        .fails_with("the license does not entitle this host to 1.0.1: license is invalid: license is bound to other machines");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
 }
