@@ -235,6 +235,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A command that needs an installed release found none.
+    #[error("nothing is installed under {}: run `charter-update apply` first", install_root.display())]
+    NothingInstalled {
+        /// `paths.install_root`.
+        install_root: PathBuf,
+    },
     /// Another charter-update holds the state lock.
     #[error("another charter-update is running (pid {holder}, lock {}); try again when it has finished", path.display())]
     Locked {

@@ -140,8 +140,10 @@ pub enum Op {
     Rollback,
 }
 
-/// Steps of a transaction, in order. Each is written to the journal before
-/// the action it names is taken... except `Begin`, written first of all.
+/// Steps of a transaction, in order. `Begin` is written before anything is
+/// done; every later step is written right after the action it names
+/// (so recovery also reads the `current` link to learn whether a swap
+/// happened after the last journaled step; docs/SPEC.md §11.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -219,7 +221,8 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Creates the directory if needed (mode 0700) and takes the lock, or
+    /// Creates the directory if needed (with the umask's mode: packaging
+    /// makes it 0755, checked by `trusted_dir`) and takes the lock, or
     /// fails naming the process that holds it.
     pub fn lock(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join("manifests")).map_err(|e| Error::io("create", dir, e))?;

@@ -1796,8 +1796,8 @@ impl Updater {
     pub fn verify_installed(&self) -> Result<crate::verify::Report> {
         self.recover()?;
         let st = self.state.state()?;
-        let v = st.current.ok_or(Error::NothingToRollBack {
-            reason: "nothing is installed".into(),
+        let v = st.current.ok_or_else(|| Error::NothingInstalled {
+            install_root: self.cfg.paths.install_root.clone(),
         })?;
         let m = match self.state.plain_record(&v)? {
             // A plain release: its bundle over the checksum file again,

@@ -101,6 +101,9 @@ fn manual_rollback_and_nothing_to_roll_back() {
     let h = Host::new();
     h.update(&["rollback"])
         .fails_with("cannot roll back: nothing is installed");
+    // verify says what is missing, not "cannot roll back" (SPEC §12.6).
+    h.update(&["verify"])
+        .fails_with("nothing is installed under");
     h.publish("1.0.0", true, "a = 1\n", &[]);
     h.update(&["apply"]).ok();
     h.update(&["rollback"])
