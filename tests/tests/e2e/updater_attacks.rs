@@ -578,7 +578,7 @@ fn config_health_check_validated() {
         ),
         (
             "[health]\ntimeout_secs = 5\nretries = 0\ninterval_secs = 0\n[health.http]\nurl = \"ftp://127.0.0.1/\"\nexpect_status = 200\n",
-            "must start with http:// or https://",
+            "is not http(s)",
         ),
         (
             "[health]\ntimeout_secs = 0\nretries = 0\ninterval_secs = 0\n[health.command]\nargv = [\"bin/health\"]\n",
