@@ -306,7 +306,7 @@ impl VerifiedRoot {
     pub fn rotate(&self, bytes: &[u8], limits: &Limits) -> Result<VerifiedRoot> {
         let env = Envelope::from_slice(bytes, limits)?;
         let verified = env.verify(PAYLOAD_ROOT, &self.role_keys(Role::Root))?;
-        let doc = RootDocument::from_payload(verified.payload)?;
+        let doc = RootDocument::from_payload(verified.payload())?;
         let keys = doc.validate(limits)?;
         if Some(doc.version) != self.doc.version.checked_add(1) {
             return Err(Error::RootVersion {

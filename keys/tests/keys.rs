@@ -384,8 +384,8 @@ mod threshold {
         let v = root
             .verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)
             .unwrap();
-        assert_eq!(v.payload, b"{\"x\":1}");
-        assert_eq!(v.signers.len(), 2);
+        assert_eq!(v.payload(), b"{\"x\":1}");
+        assert_eq!(v.signers().len(), 2);
     }
 
     #[test]
@@ -442,7 +442,7 @@ mod threshold {
         let v = root
             .verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)
             .unwrap();
-        assert!(!v.signers.contains(&stranger.public().key_id()));
+        assert!(!v.signers().contains(&stranger.public().key_id()));
     }
 
     #[test]

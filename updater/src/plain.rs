@@ -376,24 +376,88 @@ pub fn checksum_lines(text: &[u8]) -> std::result::Result<Vec<(Sha256Digest, &st
 
 /// A plain release whose checksum file the cosign bundle verified, and
 /// which names the version's tarball: everything `check` needs, before the
-/// tarball itself is downloaded.
+/// tarball itself is downloaded. Only [`Checked::verify`] makes one: its
+/// fields are private, so holding one proves the bundle verified.
+///
+/// No other code can build one by hand:
+///
+/// ```compile_fail,E0451
+/// use charter_updater::plain::Checked;
+/// let forged = Checked {
+///     version: todo!(),
+///     located: todo!(),
+///     checksums: String::new(),
+///     bundle: String::new(),
+///     sha256: todo!(),
+///     proof: todo!(),
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// The version.
-    pub version: Version,
-    /// Where its files are.
-    pub located: Located,
-    /// The checksum file.
-    pub checksums: String,
-    /// The bundle.
-    pub bundle: String,
-    /// The tarball's SHA-256, from the checksum file.
-    pub sha256: Sha256Digest,
-    /// What the bundle proved.
-    pub proof: CosignProof,
+    version: Version,
+    located: Located,
+    checksums: String,
+    bundle: String,
+    sha256: Sha256Digest,
+    proof: CosignProof,
 }
 
 impl Checked {
+    /// The version.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// Where its files are.
+    pub fn located(&self) -> &Located {
+        &self.located
+    }
+
+    /// The checksum file, as verified.
+    pub fn checksums(&self) -> &str {
+        &self.checksums
+    }
+
+    /// The bundle, as verified.
+    pub fn bundle(&self) -> &str {
+        &self.bundle
+    }
+
+    /// The tarball's SHA-256, from the checksum file.
+    pub fn sha256(&self) -> Sha256Digest {
+        self.sha256
+    }
+
+    /// What the bundle proved.
+    pub fn proof(&self) -> &CosignProof {
+        &self.proof
+    }
+
+    /// A `Checked` with no signature behind it, for the fuzz target
+    /// `plain_tarball`, which exercises what comes after verification.
+    /// Compiled only under `cargo fuzz` (`--cfg fuzzing`), never into a
+    /// binary that installs anything.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn unverified_for_fuzzing(
+        version: Version,
+        located: Located,
+        sha256: Sha256Digest,
+    ) -> Self {
+        Checked {
+            version,
+            located,
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256,
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        }
+    }
+
     /// Verifies `bundle` over `checksums` under the cosign requirement and
     /// finds the tarball's line (the version's binding to signed bytes).
     pub fn verify(
@@ -424,9 +488,9 @@ impl Checked {
             bundle: String::from_utf8_lossy(bundle).into_owned(),
             located,
             proof: CosignProof {
-                identity: v.identity,
-                issuer: v.issuer,
-                integrated_time: v.integrated_time,
+                identity: v.identity().map(str::to_owned),
+                issuer: v.issuer().map(str::to_owned),
+                integrated_time: v.integrated_time(),
             },
         })
     }
