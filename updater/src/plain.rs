@@ -299,17 +299,29 @@ pub fn parse_latest(bytes: &[u8]) -> Result<Version> {
         .map_err(|e| bad(format!("`{}` is not a version: {e}", t.escape_debug())))
 }
 
+/// What [`checksum_for`] makes of a checksum file of one line that names
+/// no file (an enum, not a boolean, so the looser reading is spelled out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamelessLine {
+    /// Refused: nothing signed says which file it is for (the updater).
+    Refuse,
+    /// Taken as the checksum of whatever file is asked about (the CLI's
+    /// `verify-blob --sha256-file`, where the operator names the file).
+    MatchesAnyName,
+}
+
 /// The SHA-256 a checksum file lists for `file_name`: sha256sum's format
 /// (`<hex>  <name>`, `<hex> *<name>`, one a line; `#` comments) or BSD's
 /// (`SHA256 (<name>) = <hex>`), matched on the listed path's file name.
 ///
-/// A file of one nameless line (`<hex>` alone) matches any name only when
-/// `nameless_ok` (the `FILE.sha256` habit; the CLI allows it). The
-/// updater does not: nothing signed would name the version.
+/// A file of one nameless line (`<hex>` alone) matches any name only
+/// under [`NamelessLine::MatchesAnyName`] (the `FILE.sha256` habit; the CLI
+/// allows it). The updater uses [`NamelessLine::Refuse`]: nothing signed
+/// would name the version.
 pub fn checksum_for(
     text: &[u8],
     file_name: &str,
-    nameless_ok: bool,
+    nameless: NamelessLine,
 ) -> std::result::Result<Sha256Digest, String> {
     let entries = checksum_lines(text)?;
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
@@ -325,7 +337,7 @@ pub fn checksum_for(
         (Some(_), Some(_)) => return Err(format!("lists {file_name} with different checksums")),
     }
     match entries.as_slice() {
-        [(d, "")] if nameless_ok => Ok(*d),
+        [(d, "")] if nameless == NamelessLine::MatchesAnyName => Ok(*d),
         [(_, "")] => Err(format!(
             "holds a checksum but names no file, so nothing signed says it is {file_name}"
         )),
@@ -474,12 +486,12 @@ impl Checked {
             &cosign.root,
         )
         .map_err(|e| Error::SignaturePolicy(format!("cosign bundle {}: {e}", located.bundle)))?;
-        let sha256 = checksum_for(checksums, &located.file_name, false).map_err(|reason| {
-            Error::PlainArtifact {
+        let sha256 = checksum_for(checksums, &located.file_name, NamelessLine::Refuse).map_err(
+            |reason| Error::PlainArtifact {
                 what: located.checksums.clone(),
                 reason,
-            }
-        })?;
+            },
+        )?;
         // Both were checked as UTF-8 above (the verifier and the parser).
         Ok(Checked {
             version,
@@ -905,7 +917,7 @@ mod tests {
             format!("SHA256 (panel-1.4.0.tar.gz) = {H}\n"),
         ] {
             assert_eq!(
-                checksum_for(text.as_bytes(), name, false)
+                checksum_for(text.as_bytes(), name, NamelessLine::Refuse)
                     .unwrap()
                     .to_string(),
                 H,
@@ -917,39 +929,47 @@ mod tests {
     #[test]
     fn checksum_files_that_do_not_name_the_file_are_refused() {
         let name = "panel-1.4.0.tar.gz";
-        let e = checksum_for(format!("{H}\n").as_bytes(), name, false).unwrap_err();
+        let e = checksum_for(format!("{H}\n").as_bytes(), name, NamelessLine::Refuse).unwrap_err();
         assert!(e.contains("names no file"), "{e}");
         assert_eq!(
-            checksum_for(format!("{H}\n").as_bytes(), name, true)
-                .unwrap()
-                .to_string(),
+            checksum_for(
+                format!("{H}\n").as_bytes(),
+                name,
+                NamelessLine::MatchesAnyName
+            )
+            .unwrap()
+            .to_string(),
             H
         );
-        let e =
-            checksum_for(format!("{H}  panel-1.3.0.tar.gz\n").as_bytes(), name, false).unwrap_err();
+        let e = checksum_for(
+            format!("{H}  panel-1.3.0.tar.gz\n").as_bytes(),
+            name,
+            NamelessLine::Refuse,
+        )
+        .unwrap_err();
         assert!(e.contains("no line for panel-1.4.0.tar.gz"), "{e}");
         let e = checksum_for(
             format!("{H}  panel-1.4.0.tar.gz\n{H2}  panel-1.4.0.tar.gz\n").as_bytes(),
             name,
-            false,
+            NamelessLine::Refuse,
         )
         .unwrap_err();
         assert!(e.contains("different checksums"), "{e}");
-        let e = checksum_for(b"xyz  panel-1.4.0.tar.gz\n", name, false).unwrap_err();
+        let e = checksum_for(b"xyz  panel-1.4.0.tar.gz\n", name, NamelessLine::Refuse).unwrap_err();
         assert!(e.contains("line 1"), "{e}");
         assert!(
-            checksum_for(b"", name, false)
+            checksum_for(b"", name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("no checksum")
         );
         assert!(
-            checksum_for(&[0xff, 0xfe], name, false)
+            checksum_for(&[0xff, 0xfe], name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("UTF-8")
         );
         let big = vec![b'#'; MAX_CHECKSUMS_BYTES as usize + 1];
         assert!(
-            checksum_for(&big, name, false)
+            checksum_for(&big, name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("more than")
         );

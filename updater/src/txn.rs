@@ -220,12 +220,7 @@ impl Updater {
     /// receives progress lines (the binary prints them on stderr).
     pub fn open(cfg: Config, clock: Box<dyn Clock>, notes: Box<dyn Fn(&str)>) -> Result<Self> {
         let state = StateDir::lock(&cfg.paths.state_dir)?;
-        let fetcher = Fetcher::new(&cfg.repository)?;
-        if cfg.repository.insecure_skip_tls_verify {
-            notes(
-                "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified",
-            );
-        }
+        let fetcher = Fetcher::new(&cfg.repository, &*notes)?;
         let signatures = SignaturePolicy::load(&cfg.signatures)?;
         for field in cfg.plain_secrets() {
             notes(&format!(
@@ -258,7 +253,7 @@ impl Updater {
 
     /// Sets the first retry backoff (tests).
     pub fn with_backoff(mut self, d: Duration) -> Self {
-        self.fetcher = Fetcher::new(&self.cfg.repository)
+        self.fetcher = Fetcher::new(&self.cfg.repository, &|_| {})
             .map(|f| f.with_backoff(d))
             .unwrap_or(self.fetcher);
         self

@@ -175,9 +175,13 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
                         anyhow::anyhow!("{} does not list {}", sidecar.display(), a.file)
                     })?
             } else {
-                charter_updater::plain::checksum_for(&text, name, true)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
-                    .0
+                charter_updater::plain::checksum_for(
+                    &text,
+                    name,
+                    charter_updater::plain::NamelessLine::MatchesAnyName,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
+                .0
             };
             if listed != d {
                 bail!(
