@@ -2,9 +2,10 @@
 # Builds the host package `charter` (charter-agent, charter-update, systemd
 # units, the sudo door, example configs, the Sigstore trusted root) and the
 # release engineer's package `charter-cli` (charter), each as a .deb (with
-# dpkg-deb) and an .rpm (with rpmbuild), from one release build of the
-# workspace. Man pages and shell completions are generated from the clap
-# definitions by the binaries themselves (hidden `--generate`).
+# dpkg-deb) and an .rpm (with rpmbuild), from release builds made one
+# package at a time (build-bins.sh). Man pages and shell completions are
+# generated from the clap definitions by the binaries themselves (hidden
+# `--generate`).
 #
 #   packaging/build.sh [--root root.json] [--product NAME] [--version V]
 #                      [--release N] [--out DIR] [--no-cargo] [--no-rpm]
@@ -16,7 +17,8 @@
 #   --version V     package version (default: the workspace's)
 #   --release N     package revision (default 1)
 #   --out DIR       where the packages go (default target/packaging)
-#   --no-cargo      use the binaries already in target/release
+#   --no-cargo      use the binaries already in target/release (still
+#                   checked for signing code)
 #   --no-rpm        only the .debs (when rpmbuild is missing)
 #
 # Layout, users, modes and upgrade/purge rules: docs/PACKAGING.md.
@@ -50,10 +52,15 @@ if ((want_rpm)) && ! command -v rpmbuild >/dev/null; then
   exit 2
 fi
 
+# One cargo invocation per package, so that charter-cli's `sign` feature of
+# charter-keys is not unified into the host binaries; then a check that
+# they carry no signing code (build-bins.sh, no-signing-code.sh).
+bin="${CARGO_TARGET_DIR:-$top/target}/release"
 if ((cargo_build)); then
-  cargo build --release --locked -p charter-updater -p charter-agent -p charter-cli --bins
+  "$here/build-bins.sh"
+else
+  "$here/no-signing-code.sh" "$bin/charter-update" "$bin/charter-agent"
 fi
-bin="$top/target/release"
 version=${version:-$("$bin/charter-update" --version | awk '{print $2}')}
 [[ $version =~ ^[0-9][0-9A-Za-z.+~]*$ ]] || { echo "build.sh: bad --version $version" >&2; exit 2; }
 arch_deb=$(dpkg --print-architecture)

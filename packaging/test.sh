@@ -64,12 +64,30 @@ rpm_too=1
 need rpmbuild || { rpm_too=0; skipped "rpm packages: rpmbuild missing (apt-get install rpm)"; }
 
 # ---- keys, a trust root and the two builds --------------------------------
-cargo build --release --locked --quiet -p charter-updater -p charter-agent -p charter-cli --bins || {
-  bad "cargo build --release"
+# One package per cargo invocation (build-bins.sh), as build.sh does.
+"$here/build-bins.sh" --quiet || {
+  bad "cargo build --release, one package at a time, host binaries without signing code"
   finish
 }
 phase "release build done"
-export BIN="$top/target/release"
+export BIN="${CARGO_TARGET_DIR:-$top/target}/release"
+
+# ---- host binaries carry no signing code -----------------------------------
+check "charter-update and charter-agent link no signing code" \
+  "$here/no-signing-code.sh" "$BIN/charter-update" "$BIN/charter-agent"
+# The check can fail: the charter CLI does link signing code.
+refused "the signing-code check fails on the charter CLI, which signs" \
+  '/charter links signing code, e\.g\.:$' \
+  "$here/no-signing-code.sh" "$BIN/charter"
+for p in charter-updater charter-agent; do
+  if cargo tree --locked -e normal,build,features -p "$p" -i charter-keys --prefix none 2>/dev/null |
+    grep -q 'charter-keys feature "sign"'; then
+    bad "cargo tree -p $p: no sign feature of charter-keys"
+  else ok "cargo tree -p $p: no sign feature of charter-keys"; fi
+done
+cargo tree --locked -e normal,build,features -p charter-cli -i charter-keys --prefix none 2>/dev/null |
+  grep -q 'charter-keys feature "sign"' && ok "cargo tree -p charter-cli: the sign feature (the tree check can fail)" ||
+  bad "cargo tree -p charter-cli: the sign feature (the tree check can fail)"
 export CHARTER_PASSPHRASE="packaging test passphrase"
 charter() { "$BIN/charter" "$@"; }
 mkdir -p "$T/vendor" && cd "$T/vendor"

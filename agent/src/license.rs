@@ -254,14 +254,14 @@ impl VerifiedLicense {
         use sha2::Digest as _;
         let env = parse_envelope(bytes)?;
         let v = root.verify_envelope(&env, PAYLOAD_LICENSE, Role::License)?;
-        let license: License = serde_json::from_slice(v.payload).map_err(|e| Error::Invalid {
+        let license: License = serde_json::from_slice(v.payload()).map_err(|e| Error::Invalid {
             what: "license",
             reason: e.to_string(),
         })?;
         license.validate()?;
         Ok(VerifiedLicense {
             license,
-            signers: v.signers,
+            signers: v.into_signers(),
             digest: hex::encode(sha2::Sha256::digest(bytes)),
         })
     }
@@ -289,7 +289,7 @@ impl VerifiedStatus {
         let env = parse_envelope(bytes)?;
         let v = root.verify_envelope(&env, PAYLOAD_LICENSE_STATUS, Role::License)?;
         let status: LicenseStatus =
-            serde_json::from_slice(v.payload).map_err(|e| Error::Invalid {
+            serde_json::from_slice(v.payload()).map_err(|e| Error::Invalid {
                 what: "license status",
                 reason: e.to_string(),
             })?;

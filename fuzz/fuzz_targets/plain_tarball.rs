@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use charter_updater::Limits;
-use charter_updater::manifest::{ArtifactFormat, CosignProof, Sha256Digest, compile_globs};
+use charter_updater::manifest::{ArtifactFormat, Sha256Digest, compile_globs};
 use charter_updater::plain::{self, Checked, PlainConfig};
 use sha2::Digest;
 
@@ -39,18 +39,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let cfg: PlainConfig = toml::from_str("artifact = \"p-{version}.tar.gz\"").expect("config");
     let v = semver::Version::new(1, 0, 0);
-    let checked = Checked {
-        version: v.clone(),
-        located: cfg.locate(&v),
-        checksums: String::new(),
-        bundle: String::new(),
-        sha256: Sha256Digest(sha2::Sha256::digest(&gz).into()),
-        proof: CosignProof {
-            identity: None,
-            issuer: None,
-            integrated_time: None,
-        },
-    };
+    let checked = Checked::unverified_for_fuzzing(
+        v.clone(),
+        cfg.locate(&v),
+        Sha256Digest(sha2::Sha256::digest(&gz).into()),
+    );
     let Ok(m) = plain::synthesize(
         "p",
         &checked,

@@ -73,13 +73,36 @@ pub struct Envelope {
 }
 
 /// The payload of an envelope that met a role's threshold. Only
-/// [`Envelope::verify`] makes one.
+/// [`Envelope::verify`] makes one: its fields are private, so holding one
+/// proves the check ran (rustls' `HandshakeSignatureValid`).
+///
+/// No other code can build one by hand:
+///
+/// ```compile_fail,E0451
+/// use charter_keys::dsse::VerifiedPayload;
+/// let forged = VerifiedPayload { payload: b"{}", signers: Vec::new() };
+/// ```
 #[derive(Debug, Clone)]
 pub struct VerifiedPayload<'a> {
-    /// The payload bytes exactly as signed.
-    pub payload: &'a [u8],
+    payload: &'a [u8],
+    signers: Vec<KeyId>,
+}
+
+impl<'a> VerifiedPayload<'a> {
+    /// The payload bytes exactly as signed (borrowed from the envelope).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
     /// The distinct keys whose signatures counted.
-    pub signers: Vec<KeyId>,
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    /// The distinct keys whose signatures counted, taken.
+    pub fn into_signers(self) -> Vec<KeyId> {
+        self.signers
+    }
 }
 
 /// The keys a role lists and its threshold, as taken from a verified root.

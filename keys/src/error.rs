@@ -141,6 +141,27 @@ pub enum Error {
         /// The candidate's version.
         found: u64,
     },
+    /// A root rotation whose old and new root thresholds cannot be met in
+    /// one envelope: it could never be signed well enough to reach a host.
+    #[error(
+        "rotation from root version {from} to {to} needs at least {needed} signatures in one envelope (old root threshold {old_threshold} plus new root threshold {new_threshold}, {shared} key(s) in both), more than the {max} an envelope carries; lower a threshold or keep some of the old root keys"
+    )]
+    RotationCannotFit {
+        /// The previous root's version.
+        from: u64,
+        /// The new root's version.
+        to: u64,
+        /// Fewest signatures that would meet both thresholds.
+        needed: u64,
+        /// The previous root role's threshold.
+        old_threshold: u32,
+        /// The new root role's threshold.
+        new_threshold: u32,
+        /// Root keys both versions list.
+        shared: usize,
+        /// `max_signatures`.
+        max: usize,
+    },
     /// A chain of root rotations longer than the limit.
     #[error("more than {max} root rotations in one update; refusing to walk further")]
     TooManyRotations {

@@ -148,7 +148,9 @@ impl RootDocument {
     /// the version is at least 1; at most `max_root_keys` keys; every key is
     /// an Ed25519 key whose id is the id derived from it; every role lists
     /// at least one key, each listed under `keys`, none twice, and has a
-    /// threshold between 1 and its number of keys.
+    /// threshold between 1 and its number of keys and no higher than
+    /// `max_signatures` (an envelope carries no more, so a higher threshold
+    /// could never be met).
     pub fn validate(&self, limits: &Limits) -> Result<BTreeMap<KeyId, PublicKey>> {
         if self.version == 0 {
             return Err(Error::InvalidRoot("version must be at least 1".into()));
@@ -205,8 +207,38 @@ impl RootDocument {
                     entry.keyids.len()
                 )));
             }
+            if entry.threshold as usize > limits.max_signatures {
+                return Err(Error::InvalidRoot(format!(
+                    "role `{role}` has threshold {}, but an envelope carries at most {} signatures, so it could never be met",
+                    entry.threshold, limits.max_signatures
+                )));
+            }
         }
         Ok(parsed)
+    }
+
+    /// Checks that this root, as the rotation from `previous`, can be
+    /// signed at all (docs/SPEC.md §5): one envelope must carry a threshold
+    /// of the old root keys and a threshold of the new ones, a key in both
+    /// sets serving both, within `max_signatures`. Without this a root
+    /// could be published that no envelope can ever carry to the hosts.
+    pub fn check_rotation_from(&self, previous: &RootDocument, limits: &Limits) -> Result<()> {
+        let (old, new) = (&previous.roles.root, &self.roles.root);
+        let needed = rotation_signatures_needed(old, new);
+        if needed > limits.max_signatures as u64 {
+            let old_ids: BTreeSet<_> = old.keyids.iter().collect();
+            let shared = new.keyids.iter().filter(|k| old_ids.contains(k)).count();
+            return Err(Error::RotationCannotFit {
+                from: previous.version,
+                to: self.version,
+                needed,
+                old_threshold: old.threshold,
+                new_threshold: new.threshold,
+                shared,
+                max: limits.max_signatures,
+            });
+        }
+        Ok(())
     }
 
     /// The payload bytes: pretty-printed JSON with a final newline.
@@ -274,7 +306,7 @@ impl VerifiedRoot {
     pub fn rotate(&self, bytes: &[u8], limits: &Limits) -> Result<VerifiedRoot> {
         let env = Envelope::from_slice(bytes, limits)?;
         let verified = env.verify(PAYLOAD_ROOT, &self.role_keys(Role::Root))?;
-        let doc = RootDocument::from_payload(verified.payload)?;
+        let doc = RootDocument::from_payload(verified.payload())?;
         let keys = doc.validate(limits)?;
         if Some(doc.version) != self.doc.version.checked_add(1) {
             return Err(Error::RootVersion {
@@ -370,6 +402,18 @@ impl VerifiedRoot {
     ) -> Result<crate::dsse::VerifiedPayload<'e>> {
         envelope.verify(payload_type, &self.role_keys(role))
     }
+}
+
+/// The fewest signatures one envelope needs to meet both the old root
+/// role's threshold and the new one's: `t_old + t_new - min(shared, t_old,
+/// t_new)`, since a signature by a key both roles list counts for both.
+/// (Both thresholds are at most their role's key count, which validation
+/// checks, so this many distinct keys exist.)
+pub fn rotation_signatures_needed(old: &RoleEntry, new: &RoleEntry) -> u64 {
+    let old_ids: BTreeSet<_> = old.keyids.iter().collect();
+    let shared = new.keyids.iter().filter(|k| old_ids.contains(k)).count() as u64;
+    let (t_old, t_new) = (u64::from(old.threshold), u64::from(new.threshold));
+    t_old + t_new - shared.min(t_old).min(t_new)
 }
 
 fn role_keys(doc: &RootDocument, keys: &BTreeMap<KeyId, PublicKey>, role: Role) -> RoleKeys {

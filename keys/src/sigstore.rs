@@ -88,15 +88,37 @@ pub enum Subject<'a> {
     Sha256([u8; 32]),
 }
 
-/// What a successful verification established.
+/// What a successful verification established. Only [`verify`] makes one:
+/// its fields are private, so holding one proves the bundle verified.
+///
+/// No other code can build one by hand:
+///
+/// ```compile_fail,E0451
+/// use charter_keys::sigstore::Verified;
+/// let forged = Verified { identity: None, issuer: None, integrated_time: None };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Verified {
+    identity: Option<String>,
+    issuer: Option<String>,
+    integrated_time: Option<jiff::Timestamp>,
+}
+
+impl Verified {
     /// The certificate's identity (keyless only).
-    pub identity: Option<String>,
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
     /// Its OIDC issuer (keyless only).
-    pub issuer: Option<String>,
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
     /// When the transparency log integrated the entry, if it did.
-    pub integrated_time: Option<jiff::Timestamp>,
+    pub fn integrated_time(&self) -> Option<jiff::Timestamp> {
+        self.integrated_time
+    }
 }
 
 /// Parses a trusted root (`trusted_root.json`).

@@ -384,8 +384,8 @@ mod threshold {
         let v = root
             .verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)
             .unwrap();
-        assert_eq!(v.payload, b"{\"x\":1}");
-        assert_eq!(v.signers.len(), 2);
+        assert_eq!(v.payload(), b"{\"x\":1}");
+        assert_eq!(v.signers().len(), 2);
     }
 
     #[test]
@@ -442,7 +442,7 @@ mod threshold {
         let v = root
             .verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)
             .unwrap();
-        assert!(!v.signers.contains(&stranger.public().key_id()));
+        assert!(!v.signers().contains(&stranger.public().key_id()));
     }
 
     #[test]
@@ -487,8 +487,9 @@ mod threshold {
 
 mod rotation {
     use super::support::*;
-    use charter_keys::root::VerifiedRoot;
-    use charter_keys::{Error, FixedClock, Limits};
+    use charter_keys::root::{RootDocument, VerifiedRoot};
+    use charter_keys::secret::SecretKey;
+    use charter_keys::{Error, FixedClock, Limits, PublicKey, Role};
 
     const FAR: &str = "2100-01-01T00:00:00Z";
 
@@ -627,6 +628,100 @@ mod rotation {
             trusted.rotate(&two, &Limits::default()).unwrap().version(),
             2
         );
+    }
+
+    /// §12.5 Q4: an envelope carries at most `max_signatures` (32)
+    /// signatures, so a role threshold of 33 can never be met. Such a root
+    /// is refused when built, and a host refuses one that was written by
+    /// hand, before any signature is checked.
+    #[test]
+    fn threshold_above_signature_limit_refused() {
+        let limits = Limits::default();
+        let many: Vec<SecretKey> = (0..=limits.max_signatures).map(|_| key()).collect();
+        let refs: Vec<&SecretKey> = many.iter().collect();
+        let rel = key();
+        let pubs: Vec<PublicKey> = many.iter().map(|k| k.public().clone()).collect();
+        let other = [rel.public().clone()];
+        let build = |threshold: u32| {
+            RootDocument::build(
+                1,
+                ts(FAR),
+                &[
+                    (Role::Root, &pubs, threshold),
+                    (Role::Release, &other, 1),
+                    (Role::Channel, &other, 1),
+                    (Role::License, &other, 1),
+                ],
+                &limits,
+            )
+        };
+        let err = build(33).unwrap_err();
+        assert!(matches!(err, Error::InvalidRoot(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid trust root: role `root` has threshold 33, but an envelope carries at most 32 signatures, so it could never be met"
+        );
+        // 32 of 33 is the most that can be met, and is accepted.
+        let mut doc = build(32).unwrap();
+        // The same limit holds for the other roles, and on the host.
+        doc.roles.release = doc.roles.root.clone();
+        doc.roles.release.threshold = 33;
+        let env = sign_root(&doc, &refs[..32]);
+        let err = VerifiedRoot::from_trusted(&env, &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("role `release` has threshold 33"),
+            "{err}"
+        );
+    }
+
+    /// §12.5 Q4: a rotation envelope must meet the old root threshold and
+    /// the new one at once. With disjoint key sets, 17 + 16 = 33 signatures
+    /// cannot fit in an envelope of at most 32, so that rotation could never
+    /// reach a host; one shared key brings it to 32, which fits.
+    #[test]
+    fn rotation_thresholds_that_cannot_fit_refused() {
+        let limits = Limits::default();
+        let old: Vec<SecretKey> = (0..17).map(|_| key()).collect();
+        let new: Vec<SecretKey> = (0..16).map(|_| key()).collect();
+        let rel = key();
+        let old_refs: Vec<&SecretKey> = old.iter().collect();
+        let new_refs: Vec<&SecretKey> = new.iter().collect();
+        let v1 = root_doc(1, FAR, (&old_refs, 17), (&[&rel], 1));
+        let disjoint = root_doc(2, FAR, (&new_refs, 16), (&[&rel], 1));
+        let err = disjoint.check_rotation_from(&v1, &limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RotationCannotFit {
+                    from: 1,
+                    to: 2,
+                    needed: 33,
+                    old_threshold: 17,
+                    new_threshold: 16,
+                    shared: 0,
+                    max: 32,
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with(
+            "rotation from root version 1 to 2 needs at least 33 signatures in one envelope"
+        ));
+        let mut shared_refs = new_refs.clone();
+        shared_refs[0] = old_refs[0];
+        let shared = root_doc(2, FAR, (&shared_refs, 16), (&[&rel], 1));
+        shared.check_rotation_from(&v1, &limits).unwrap();
+        assert_eq!(
+            charter_keys::root::rotation_signatures_needed(&v1.roles.root, &shared.roles.root),
+            32
+        );
+        // The rotation that fits is one a host accepts: 32 signatures, the
+        // shared key's counting for both roles.
+        let mut signers = old_refs.clone();
+        signers.extend(&shared_refs[1..]);
+        let env = sign_root(&shared, &signers);
+        let trusted = VerifiedRoot::from_trusted(&sign_root(&v1, &old_refs), &limits).unwrap();
+        assert_eq!(trusted.rotate(&env, &limits).unwrap().version(), 2);
     }
 
     #[test]

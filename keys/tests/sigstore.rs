@@ -140,7 +140,7 @@ fn wrong_identity_issuer_prefix_regex_and_changed_artifact_fail() {
     let full =
         Identity::regex(r"https://github\.com/sigstore-conformance/.*@refs/heads/main").unwrap();
     let v = ok(&keyless(full, DEFAULT_ISSUER), &artifact).unwrap();
-    assert_eq!(v.identity.as_deref(), Some(DEFAULT_IDENTITY));
+    assert_eq!(v.identity(), Some(DEFAULT_IDENTITY));
     // Wrong identity.
     let e = ok(
         &keyless(
@@ -249,9 +249,9 @@ fn crate_test_data_bundles_pass_and_fail() {
     let artifact = read("bundles/cosign-v3-blob.txt");
     let who = keyless(Identity::Exact("w.vollprecht@gmail.com".into()), oauth);
     let v = sigstore::verify(&bundle, Subject::Bytes(&artifact), &who, &production).unwrap();
-    assert_eq!(v.identity.as_deref(), Some("w.vollprecht@gmail.com"));
-    assert_eq!(v.issuer.as_deref(), Some(oauth));
-    assert!(v.integrated_time.is_some());
+    assert_eq!(v.identity(), Some("w.vollprecht@gmail.com"));
+    assert_eq!(v.issuer(), Some(oauth));
+    assert!(v.integrated_time().is_some());
     let digest: [u8; 32] = sha2::Sha256::digest(&artifact).into();
     sigstore::verify(&bundle, Subject::Sha256(digest), &who, &production).unwrap();
     let mut changed = artifact.clone();
@@ -439,9 +439,9 @@ fn cosign_2_bundle_format_verifies_and_fails_like_a_bundle() {
     let legacy = to_legacy(&bundle);
     let bytes = serde_json::to_vec(&legacy).unwrap();
     let v = sigstore::verify(&bytes, Subject::Bytes(&artifact), &who, &production).unwrap();
-    assert_eq!(v.identity.as_deref(), Some("w.vollprecht@gmail.com"));
+    assert_eq!(v.identity(), Some("w.vollprecht@gmail.com"));
     assert!(
-        v.integrated_time.is_some(),
+        v.integrated_time().is_some(),
         "the SET authenticated the integrated time"
     );
 

@@ -28,9 +28,9 @@ fn private_deployment_bundles_verify_in_both_formats() {
     );
     for b in [&signed.bundle, &signed.legacy] {
         let v = sigstore::verify(b.as_bytes(), Subject::Bytes(&artifact), &who, &root).unwrap();
-        assert_eq!(v.identity.as_deref(), Some(WF));
-        assert_eq!(v.issuer.as_deref(), Some(GH));
-        assert!(v.integrated_time.is_some());
+        assert_eq!(v.identity(), Some(WF));
+        assert_eq!(v.issuer(), Some(GH));
+        assert!(v.integrated_time().is_some());
         assert!(
             sigstore::verify(b.as_bytes(), Subject::Bytes(b"other bytes"), &who, &root).is_err()
         );
@@ -98,7 +98,7 @@ fn managed_key_bundles_verify_in_both_formats() {
             &root,
         )
         .unwrap();
-        assert!(v.identity.is_none() && v.integrated_time.is_some());
+        assert!(v.identity().is_none() && v.integrated_time().is_some());
         assert!(
             sigstore::verify(
                 b.as_bytes(),

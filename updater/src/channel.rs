@@ -103,7 +103,7 @@ impl VerifiedChannel {
     ) -> Result<Self> {
         let env = Envelope::from_slice(bytes, &limits.envelope)?;
         let verified = root.verify_envelope(&env, PAYLOAD_CHANNEL, Role::Channel)?;
-        let pointer: ChannelPointer = serde_json::from_slice(verified.payload)
+        let pointer: ChannelPointer = serde_json::from_slice(verified.payload())
             .map_err(|e| Error::InvalidManifest(format!("channel pointer: {e}")))?;
         pointer.validate()?;
         if pointer.product != product || pointer.channel != channel {
@@ -123,7 +123,7 @@ impl VerifiedChannel {
         }
         Ok(VerifiedChannel {
             pointer,
-            signers: verified.signers,
+            signers: verified.into_signers(),
         })
     }
 

@@ -93,6 +93,36 @@ enum Base {
     File(PathBuf),
 }
 
+/// Whether an HTTP client checks the server's TLS certificate. There is no
+/// boolean for this: turning the check off must be spelled out, and is said
+/// on every run (house style §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVerification {
+    /// Certificates are verified against the built-in roots, or only
+    /// against `ca_file` when one is given.
+    Verify,
+    /// Certificates are **not** verified: anyone on the path can read the
+    /// traffic and answer in the server's name. Signatures still protect
+    /// every byte installed. Selected only by
+    /// `repository.insecure_skip_tls_verify = true`.
+    DangerousSkip,
+}
+
+impl TlsVerification {
+    /// What the updater says on every run that uses [`TlsVerification::DangerousSkip`].
+    pub const SKIP_WARNING: &str =
+        "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified";
+
+    /// The mode a repository's config selects.
+    pub fn for_repository(repo: &Repository) -> Self {
+        if repo.insecure_skip_tls_verify {
+            TlsVerification::DangerousSkip
+        } else {
+            TlsVerification::Verify
+        }
+    }
+}
+
 /// A client for one repository.
 pub struct Fetcher {
     base: Base,
@@ -113,8 +143,10 @@ impl std::fmt::Debug for Fetcher {
 impl Fetcher {
     /// A client for `repo`. TLS is verified against the built-in roots, or
     /// only against `ca_file` when given; `insecure_skip_tls_verify` turns
-    /// verification off and is reported by the caller on every run.
-    pub fn new(repo: &Repository) -> Result<Self> {
+    /// verification off ([`TlsVerification::DangerousSkip`]), and then
+    /// `warn` is given [`TlsVerification::SKIP_WARNING`], every time a
+    /// client is made.
+    pub fn new(repo: &Repository, warn: &dyn Fn(&str)) -> Result<Self> {
         let retries = repo.retries;
         let backoff = Duration::from_millis(200);
         if let Some(path) = repo.url.strip_prefix("file://") {
@@ -125,13 +157,11 @@ impl Fetcher {
             });
         }
         let timeout = Duration::from_secs(u64::from(repo.timeout_secs.max(1)));
-        let agent = http_agent(
-            repo.ca_file.as_deref(),
-            repo.insecure_skip_tls_verify,
-            timeout,
-            5,
-            None,
-        )?;
+        let tls = TlsVerification::for_repository(repo);
+        if tls == TlsVerification::DangerousSkip {
+            warn(TlsVerification::SKIP_WARNING);
+        }
+        let agent = http_agent(repo.ca_file.as_deref(), tls, timeout, 5, None)?;
         let mut base = repo.url.clone();
         if !base.ends_with('/') {
             base.push('/');
@@ -507,17 +537,19 @@ impl Fetcher {
 }
 
 /// An HTTP client: `ca_file` (PEM) instead of the built-in roots when
-/// given, `timeout` for connecting and for each read, `redirects`
+/// given, certificates checked unless `tls` is
+/// [`TlsVerification::DangerousSkip`] (whose warning is the caller's to
+/// give), `timeout` for connecting and for each read, `redirects`
 /// redirects followed, `overall` bounding a whole request when given, no
 /// content encoding, HTTP errors returned as statuses.
 pub fn http_agent(
     ca_file: Option<&std::path::Path>,
-    insecure: bool,
+    tls: TlsVerification,
     timeout: Duration,
     redirects: u32,
     overall: Option<Duration>,
 ) -> Result<ureq::Agent> {
-    let mut tls = ureq::tls::TlsConfig::builder();
+    let mut builder = ureq::tls::TlsConfig::builder();
     if let Some(ca) = ca_file {
         let pem = charter_keys::fsutil::read_capped(ca, 4 << 20, "a CA bundle")?;
         let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
@@ -537,10 +569,10 @@ pub fn http_agent(
                 reason: "holds no certificate".into(),
             });
         }
-        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
     }
-    if insecure {
-        tls = tls.disable_verification(true);
+    if tls == TlsVerification::DangerousSkip {
+        builder = builder.disable_verification(true);
     }
     Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -551,7 +583,7 @@ pub fn http_agent(
         .user_agent(concat!("charter-update/", env!("CARGO_PKG_VERSION")))
         .max_redirects(redirects)
         .timeout_global(overall)
-        .tls_config(tls.build())
+        .tls_config(builder.build())
         .build()
         .new_agent())
 }

@@ -629,27 +629,27 @@ impl VerifiedManifest {
             let v = sigstore::verify(b, sigstore::Subject::Bytes(bytes), &c.policy, &c.root)
                 .map_err(|e| Error::SignaturePolicy(format!("cosign bundle: {e}")))?;
             Ok(CosignProof {
-                identity: v.identity,
-                issuer: v.issuer,
-                integrated_time: v.integrated_time,
+                identity: v.identity().map(str::to_owned),
+                issuer: v.issuer().map(str::to_owned),
+                integrated_time: v.integrated_time(),
             })
         };
         let (payload, signers, proof) = match policy.require {
             Require::Ed25519 => {
                 let v = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
-                (v.payload, v.signers, None)
+                (v.payload(), v.into_signers(), None)
             }
             Require::All => {
                 let v = root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release)?;
                 let p = cosign()?;
-                (v.payload, v.signers, Some(p))
+                (v.payload(), v.into_signers(), Some(p))
             }
             Require::Cosign => {
                 let p = cosign()?;
                 (manifest_payload(&env)?, Vec::new(), Some(p))
             }
             Require::Any => match root.verify_envelope(&env, PAYLOAD_MANIFEST, Role::Release) {
-                Ok(v) => (v.payload, v.signers, None),
+                Ok(v) => (v.payload(), v.into_signers(), None),
                 Err(ed) => match cosign() {
                     Ok(p) => (manifest_payload(&env)?, Vec::new(), Some(p)),
                     Err(cos) => {

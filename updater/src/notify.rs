@@ -221,7 +221,13 @@ impl Notifier {
             None => None,
         };
         let t = Duration::from_secs(u64::from(cfg.timeout_secs));
-        let agent = crate::fetch::http_agent(cfg.ca_file.as_deref(), false, t, 0, Some(t))?;
+        let agent = crate::fetch::http_agent(
+            cfg.ca_file.as_deref(),
+            crate::fetch::TlsVerification::Verify,
+            t,
+            0,
+            Some(t),
+        )?;
         if key.as_ref().is_some_and(|k| k.is_empty()) {
             return Err(crate::Error::InvalidInput {
                 what: "notify.secret",

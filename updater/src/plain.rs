@@ -299,17 +299,29 @@ pub fn parse_latest(bytes: &[u8]) -> Result<Version> {
         .map_err(|e| bad(format!("`{}` is not a version: {e}", t.escape_debug())))
 }
 
+/// What [`checksum_for`] makes of a checksum file of one line that names
+/// no file (an enum, not a boolean, so the looser reading is spelled out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamelessLine {
+    /// Refused: nothing signed says which file it is for (the updater).
+    Refuse,
+    /// Taken as the checksum of whatever file is asked about (the CLI's
+    /// `verify-blob --sha256-file`, where the operator names the file).
+    MatchesAnyName,
+}
+
 /// The SHA-256 a checksum file lists for `file_name`: sha256sum's format
 /// (`<hex>  <name>`, `<hex> *<name>`, one a line; `#` comments) or BSD's
 /// (`SHA256 (<name>) = <hex>`), matched on the listed path's file name.
 ///
-/// A file of one nameless line (`<hex>` alone) matches any name only when
-/// `nameless_ok` (the `FILE.sha256` habit; the CLI allows it). The
-/// updater does not: nothing signed would name the version.
+/// A file of one nameless line (`<hex>` alone) matches any name only
+/// under [`NamelessLine::MatchesAnyName`] (the `FILE.sha256` habit; the CLI
+/// allows it). The updater uses [`NamelessLine::Refuse`]: nothing signed
+/// would name the version.
 pub fn checksum_for(
     text: &[u8],
     file_name: &str,
-    nameless_ok: bool,
+    nameless: NamelessLine,
 ) -> std::result::Result<Sha256Digest, String> {
     let entries = checksum_lines(text)?;
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
@@ -325,7 +337,7 @@ pub fn checksum_for(
         (Some(_), Some(_)) => return Err(format!("lists {file_name} with different checksums")),
     }
     match entries.as_slice() {
-        [(d, "")] if nameless_ok => Ok(*d),
+        [(d, "")] if nameless == NamelessLine::MatchesAnyName => Ok(*d),
         [(_, "")] => Err(format!(
             "holds a checksum but names no file, so nothing signed says it is {file_name}"
         )),
@@ -376,24 +388,88 @@ pub fn checksum_lines(text: &[u8]) -> std::result::Result<Vec<(Sha256Digest, &st
 
 /// A plain release whose checksum file the cosign bundle verified, and
 /// which names the version's tarball: everything `check` needs, before the
-/// tarball itself is downloaded.
+/// tarball itself is downloaded. Only [`Checked::verify`] makes one: its
+/// fields are private, so holding one proves the bundle verified.
+///
+/// No other code can build one by hand:
+///
+/// ```compile_fail,E0451
+/// use charter_updater::plain::Checked;
+/// let forged = Checked {
+///     version: todo!(),
+///     located: todo!(),
+///     checksums: String::new(),
+///     bundle: String::new(),
+///     sha256: todo!(),
+///     proof: todo!(),
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// The version.
-    pub version: Version,
-    /// Where its files are.
-    pub located: Located,
-    /// The checksum file.
-    pub checksums: String,
-    /// The bundle.
-    pub bundle: String,
-    /// The tarball's SHA-256, from the checksum file.
-    pub sha256: Sha256Digest,
-    /// What the bundle proved.
-    pub proof: CosignProof,
+    version: Version,
+    located: Located,
+    checksums: String,
+    bundle: String,
+    sha256: Sha256Digest,
+    proof: CosignProof,
 }
 
 impl Checked {
+    /// The version.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// Where its files are.
+    pub fn located(&self) -> &Located {
+        &self.located
+    }
+
+    /// The checksum file, as verified.
+    pub fn checksums(&self) -> &str {
+        &self.checksums
+    }
+
+    /// The bundle, as verified.
+    pub fn bundle(&self) -> &str {
+        &self.bundle
+    }
+
+    /// The tarball's SHA-256, from the checksum file.
+    pub fn sha256(&self) -> Sha256Digest {
+        self.sha256
+    }
+
+    /// What the bundle proved.
+    pub fn proof(&self) -> &CosignProof {
+        &self.proof
+    }
+
+    /// A `Checked` with no signature behind it, for the fuzz target
+    /// `plain_tarball`, which exercises what comes after verification.
+    /// Compiled only under `cargo fuzz` (`--cfg fuzzing`), never into a
+    /// binary that installs anything.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn unverified_for_fuzzing(
+        version: Version,
+        located: Located,
+        sha256: Sha256Digest,
+    ) -> Self {
+        Checked {
+            version,
+            located,
+            checksums: String::new(),
+            bundle: String::new(),
+            sha256,
+            proof: CosignProof {
+                identity: None,
+                issuer: None,
+                integrated_time: None,
+            },
+        }
+    }
+
     /// Verifies `bundle` over `checksums` under the cosign requirement and
     /// finds the tarball's line (the version's binding to signed bytes).
     pub fn verify(
@@ -410,12 +486,12 @@ impl Checked {
             &cosign.root,
         )
         .map_err(|e| Error::SignaturePolicy(format!("cosign bundle {}: {e}", located.bundle)))?;
-        let sha256 = checksum_for(checksums, &located.file_name, false).map_err(|reason| {
-            Error::PlainArtifact {
+        let sha256 = checksum_for(checksums, &located.file_name, NamelessLine::Refuse).map_err(
+            |reason| Error::PlainArtifact {
                 what: located.checksums.clone(),
                 reason,
-            }
-        })?;
+            },
+        )?;
         // Both were checked as UTF-8 above (the verifier and the parser).
         Ok(Checked {
             version,
@@ -424,9 +500,9 @@ impl Checked {
             bundle: String::from_utf8_lossy(bundle).into_owned(),
             located,
             proof: CosignProof {
-                identity: v.identity,
-                issuer: v.issuer,
-                integrated_time: v.integrated_time,
+                identity: v.identity().map(str::to_owned),
+                issuer: v.issuer().map(str::to_owned),
+                integrated_time: v.integrated_time(),
             },
         })
     }
@@ -841,7 +917,7 @@ mod tests {
             format!("SHA256 (panel-1.4.0.tar.gz) = {H}\n"),
         ] {
             assert_eq!(
-                checksum_for(text.as_bytes(), name, false)
+                checksum_for(text.as_bytes(), name, NamelessLine::Refuse)
                     .unwrap()
                     .to_string(),
                 H,
@@ -853,39 +929,47 @@ mod tests {
     #[test]
     fn checksum_files_that_do_not_name_the_file_are_refused() {
         let name = "panel-1.4.0.tar.gz";
-        let e = checksum_for(format!("{H}\n").as_bytes(), name, false).unwrap_err();
+        let e = checksum_for(format!("{H}\n").as_bytes(), name, NamelessLine::Refuse).unwrap_err();
         assert!(e.contains("names no file"), "{e}");
         assert_eq!(
-            checksum_for(format!("{H}\n").as_bytes(), name, true)
-                .unwrap()
-                .to_string(),
+            checksum_for(
+                format!("{H}\n").as_bytes(),
+                name,
+                NamelessLine::MatchesAnyName
+            )
+            .unwrap()
+            .to_string(),
             H
         );
-        let e =
-            checksum_for(format!("{H}  panel-1.3.0.tar.gz\n").as_bytes(), name, false).unwrap_err();
+        let e = checksum_for(
+            format!("{H}  panel-1.3.0.tar.gz\n").as_bytes(),
+            name,
+            NamelessLine::Refuse,
+        )
+        .unwrap_err();
         assert!(e.contains("no line for panel-1.4.0.tar.gz"), "{e}");
         let e = checksum_for(
             format!("{H}  panel-1.4.0.tar.gz\n{H2}  panel-1.4.0.tar.gz\n").as_bytes(),
             name,
-            false,
+            NamelessLine::Refuse,
         )
         .unwrap_err();
         assert!(e.contains("different checksums"), "{e}");
-        let e = checksum_for(b"xyz  panel-1.4.0.tar.gz\n", name, false).unwrap_err();
+        let e = checksum_for(b"xyz  panel-1.4.0.tar.gz\n", name, NamelessLine::Refuse).unwrap_err();
         assert!(e.contains("line 1"), "{e}");
         assert!(
-            checksum_for(b"", name, false)
+            checksum_for(b"", name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("no checksum")
         );
         assert!(
-            checksum_for(&[0xff, 0xfe], name, false)
+            checksum_for(&[0xff, 0xfe], name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("UTF-8")
         );
         let big = vec![b'#'; MAX_CHECKSUMS_BYTES as usize + 1];
         assert!(
-            checksum_for(&big, name, false)
+            checksum_for(&big, name, NamelessLine::Refuse)
                 .unwrap_err()
                 .contains("more than")
         );

@@ -165,7 +165,9 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
                 match (&c.release, root) {
                     (crate::txn::Release::Plain(p), _) => format!(
                         "`latest` names {} {} ({} signed by the bundle{who})",
-                        cfg.product, p.version, p.located.checksums
+                        cfg.product,
+                        p.version(),
+                        p.located().checksums
                     ),
                     (_, root) => format!(
                         "channel {} offers {} {} (root version {}, {} release key signature(s){who})",

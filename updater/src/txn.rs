@@ -61,7 +61,7 @@ impl Candidate {
     pub fn version(&self) -> &Version {
         match &self.release {
             Release::Signed { manifest, .. } => &manifest.manifest().version,
-            Release::Plain(c) => &c.version,
+            Release::Plain(c) => c.version(),
         }
     }
 
@@ -79,7 +79,7 @@ impl Candidate {
     pub fn cosign(&self) -> Option<&CosignProof> {
         match &self.release {
             Release::Signed { manifest, .. } => manifest.cosign(),
-            Release::Plain(c) => Some(&c.proof),
+            Release::Plain(c) => Some(c.proof()),
         }
     }
 }
@@ -220,12 +220,7 @@ impl Updater {
     /// receives progress lines (the binary prints them on stderr).
     pub fn open(cfg: Config, clock: Box<dyn Clock>, notes: Box<dyn Fn(&str)>) -> Result<Self> {
         let state = StateDir::lock(&cfg.paths.state_dir)?;
-        let fetcher = Fetcher::new(&cfg.repository)?;
-        if cfg.repository.insecure_skip_tls_verify {
-            notes(
-                "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified",
-            );
-        }
+        let fetcher = Fetcher::new(&cfg.repository, &*notes)?;
         let signatures = SignaturePolicy::load(&cfg.signatures)?;
         for field in cfg.plain_secrets() {
             notes(&format!(
@@ -258,7 +253,7 @@ impl Updater {
 
     /// Sets the first retry backoff (tests).
     pub fn with_backoff(mut self, d: Duration) -> Self {
-        self.fetcher = Fetcher::new(&self.cfg.repository)
+        self.fetcher = Fetcher::new(&self.cfg.repository, &|_| {})
             .map(|f| f.with_backoff(d))
             .unwrap_or(self.fetcher);
         self
@@ -509,7 +504,7 @@ impl Updater {
             Err(e) => return Err(e),
         };
         let checked = crate::plain::Checked::verify(version, located, &checksums, &bundle, cosign)?;
-        p.unambiguous(&checked.version, &checksums)?;
+        p.unambiguous(checked.version(), &checksums)?;
         Ok(Candidate {
             release: Release::Plain(Box::new(checked)),
             pointer: None,
@@ -561,7 +556,7 @@ impl Updater {
                 reason: "is not configured".into(),
             })?;
         let staging = self.staging_root()?;
-        let dl = self.download_path(&checked.version);
+        let dl = self.download_path(checked.version());
         let _ = std::fs::remove_file(&dl);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -577,18 +572,20 @@ impl Updater {
         std::fs::remove_file(&dl).map_err(|e| Error::io("remove", &dl, e))?;
         (self.notes)(&format!(
             "downloading {} (at most {} bytes)",
-            checked.located.file_name, p.max_size
+            checked.located().file_name,
+            p.max_size
         ));
         let (digest, size) =
             self.fetcher
-                .download(&checked.located.artifact, p.max_size, &mut file, &staging)?;
-        if digest != checked.sha256 {
+                .download(&checked.located().artifact, p.max_size, &mut file, &staging)?;
+        if digest != checked.sha256() {
             return Err(Error::DigestMismatch {
                 what: format!(
                     "{} (signed checksum in {})",
-                    checked.located.file_name, checked.located.checksums
+                    checked.located().file_name,
+                    checked.located().checksums
                 ),
-                expected: checked.sha256.to_string(),
+                expected: checked.sha256().to_string(),
                 found: digest.to_string(),
             });
         }
@@ -601,7 +598,7 @@ impl Updater {
         rewind(&mut file)?;
         let files = crate::plain::scan(
             &mut std::io::BufReader::with_capacity(1 << 20, &mut file),
-            &checked.located.file_name,
+            &checked.located().file_name,
             format,
             usize::from(p.strip_components),
             &compile_globs(&p.config)?,
@@ -618,10 +615,10 @@ impl Updater {
             &self.limits,
         )?;
         let record = crate::plain::Record {
-            located: checked.located.clone(),
-            checksums: checked.checksums.clone(),
-            bundle: checked.bundle.clone(),
-            proof: checked.proof.clone(),
+            located: checked.located().clone(),
+            checksums: checked.checksums().to_owned(),
+            bundle: checked.bundle().to_owned(),
+            proof: checked.proof().clone(),
             manifest: m.clone(),
         };
         // Read back (rollback, verify, carry-over) with the cap a signed
@@ -716,7 +713,7 @@ impl Updater {
             // The transparency log's time is when it was signed; without
             // one, now (the strictest reading of updates-until).
             Release::Plain(p) => self.entitlement(
-                &p.version,
+                p.version(),
                 p.released_at().unwrap_or_else(|| self.clock.now()),
                 false,
             )?,
@@ -1844,7 +1841,7 @@ impl Updater {
             charter_keys::dsse::PAYLOAD_MANIFEST,
             charter_keys::Role::Release,
         )?;
-        let m = Manifest::from_payload(payload.payload)?;
+        let m = Manifest::from_payload(payload.payload())?;
         m.validate(&self.limits)?;
         Ok(m)
     }

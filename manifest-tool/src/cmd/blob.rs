@@ -175,9 +175,13 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
                         anyhow::anyhow!("{} does not list {}", sidecar.display(), a.file)
                     })?
             } else {
-                charter_updater::plain::checksum_for(&text, name, true)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
-                    .0
+                charter_updater::plain::checksum_for(
+                    &text,
+                    name,
+                    charter_updater::plain::NamelessLine::MatchesAnyName,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
+                .0
             };
             if listed != d {
                 bail!(
@@ -196,16 +200,13 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
     if ctx.json {
         print_json(&json!({
             "verified": true,
-            "identity": v.identity,
-            "issuer": v.issuer,
-            "integrated_time": v.integrated_time.map(|t| t.to_string()),
+            "identity": v.identity(),
+            "issuer": v.issuer(),
+            "integrated_time": v.integrated_time().map(|t| t.to_string()),
         }))
     } else {
-        match &v.identity {
-            Some(i) => outln!(
-                "Verified OK: signed by {i} ({})",
-                v.issuer.as_deref().unwrap_or("")
-            ),
+        match v.identity() {
+            Some(i) => outln!("Verified OK: signed by {i} ({})", v.issuer().unwrap_or("")),
             None => outln!("Verified OK"),
         }
         Ok(())

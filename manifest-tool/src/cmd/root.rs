@@ -63,6 +63,7 @@ pub fn run(ctx: &Ctx, cmd: RootCmd) -> Result<()> {
             }
             doc.prune_unused_keys();
             doc.validate(&Limits::default())?;
+            doc.check_rotation_from(old.document(), &Limits::default())?;
             let env = sign_new(ctx, &doc, &keys)?;
             write_new(&out, &env.to_json())?;
             report(ctx, &out, &doc, &env)

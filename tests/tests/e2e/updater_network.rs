@@ -219,3 +219,31 @@ fn root_rotation_is_followed_from_the_repository() {
     h.install_raw(m, Some(&art), &["rel1.key", "rel2.key"]);
     h.update(&["apply"]).fails_with("threshold not met for role `release`: 0 valid signature(s) from distinct `release` keys, 1 required");
 }
+
+/// The TLS opt-out is loud: a config with `insecure_skip_tls_verify = true`
+/// makes every run say so on stderr, once (the switch is a
+/// `TlsVerification::DangerousSkip` inside, never a silent boolean); the
+/// default config says nothing of the kind.
+#[test]
+fn tls_verification_opt_out_is_announced_on_every_run() {
+    const WARNING: &str =
+        "WARNING: repository.insecure_skip_tls_verify is set: TLS certificates are NOT verified";
+    let h = host();
+    let quiet = h.update(&["check"]).ok();
+    assert!(!quiet.stderr.contains("insecure"), "{quiet:#?}");
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    assert!(cfg.contains("retries = 3\n"));
+    std::fs::write(
+        &h.config,
+        cfg.replace(
+            "retries = 3\n",
+            "retries = 3\ninsecure_skip_tls_verify = true\n",
+        ),
+    )
+    .unwrap();
+    for args in [&["check"][..], &["apply"], &["status"]] {
+        let out = h.update(args).ok();
+        assert_eq!(out.stderr.matches(WARNING).count(), 1, "{args:?}: {out:#?}");
+    }
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+}
