@@ -292,6 +292,66 @@ pub fn read_dmi_copy(product: &str, sources: &Sources) -> Dmi {
     }
 }
 
+/// Before root writes `host_ids` (`charter-agent host-ids`, run as root by
+/// the agent's unit): root writes where the config says and what its
+/// `product` says, so when run as root the config must be root's alone
+/// (owned by root, writable by nobody else), the product a plain product
+/// name, and `host_ids` an absolute path in a directory root owns that
+/// nobody else can write. Otherwise whoever could edit the config (the
+/// agent's user, say) could make root write or delete any file.
+pub fn check_host_ids_target(config: &Path, product: &str, sources: &Sources) -> Result<()> {
+    let refuse = |reason: String| Error::Invalid {
+        what: "host ids",
+        reason,
+    };
+    let valid_product = !product.is_empty()
+        && product.len() <= 64
+        && product.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+        });
+    if !valid_product {
+        return Err(refuse(format!(
+            "product `{}` is not a product name (1 to 64 of a-z 0-9 . _ -)",
+            product.chars().take(80).collect::<String>()
+        )));
+    }
+    let out = &sources.host_ids;
+    let Some(parent) = out.parent().filter(|_| out.is_absolute()) else {
+        return Err(refuse(format!(
+            "fingerprint.host_ids `{}` must be an absolute path",
+            out.display()
+        )));
+    };
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let owned_by_root_alone = |p: &Path, what: &str| -> Result<()> {
+        let md = std::fs::metadata(p)
+            .map_err(|e| refuse(format!("cannot stat {what} {}: {e}", p.display())))?;
+        if md.uid() != 0 || md.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "{what} {} must be owned by root and writable by root alone to be \
+                 used by root (uid {}, mode {:o})",
+                p.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            )));
+        }
+        Ok(())
+    };
+    owned_by_root_alone(config, "the config")?;
+    owned_by_root_alone(parent, "the directory of fingerprint.host_ids")?;
+    match std::fs::symlink_metadata(out) {
+        Ok(md) if !md.is_file() => Err(refuse(format!(
+            "{} exists and is not a regular file",
+            out.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the DMI product UUID as root and writes its digest to `host_ids`
 /// (mode 0644, atomically): `charter-agent host-ids`. When it cannot be
 /// read, a stale copy is removed and the error returned. Returns what was
@@ -422,6 +482,48 @@ mod tests {
             dmi_product_uuid: dir.join("product_uuid"),
             host_ids: dir.join("host-ids"),
             config_owner: Some(rustix::process::geteuid().as_raw()),
+        }
+    }
+
+    /// Regression (review of issue 12): `charter-agent host-ids` runs as
+    /// root and writes where the config says. A config another user could
+    /// edit, a product that is no product name, or a target outside a
+    /// root-only directory would let that user steer root's write (for
+    /// example onto /etc/ld.so.preload).
+    #[test]
+    fn host_ids_as_root_refuses_a_config_another_user_could_edit() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("agent.toml");
+        std::fs::write(&cfg, "").unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = sources(t.path());
+        check_host_ids_target(&cfg, "panel", &s).unwrap();
+        let e = check_host_ids_target(&cfg, "x /tmp/p.so y", &s).unwrap_err();
+        assert!(e.to_string().contains("is not a product name"), "{e}");
+        let mut rel = s.clone();
+        rel.host_ids = PathBuf::from("host-ids");
+        let e = check_host_ids_target(&cfg, "panel", &rel).unwrap_err();
+        assert!(e.to_string().contains("must be an absolute path"), "{e}");
+        if rustix::process::geteuid().is_root() {
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+            let e = check_host_ids_target(&cfg, "panel", &s).unwrap_err();
+            assert!(e.to_string().contains("the config"), "{e}");
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let open = t.path().join("open");
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let mut o = s.clone();
+            o.host_ids = open.join("host-ids");
+            let e = check_host_ids_target(&cfg, "panel", &o).unwrap_err();
+            assert!(
+                e.to_string().contains("directory of fingerprint.host_ids"),
+                "{e}"
+            );
+            let mut d = s.clone();
+            d.host_ids = t.path().join("a-dir");
+            std::fs::create_dir(&d.host_ids).unwrap();
+            let e = check_host_ids_target(&cfg, "panel", &d).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
         }
     }
 

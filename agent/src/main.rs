@@ -402,6 +402,7 @@ fn host_ids(flag: Option<&Path>, json: bool) -> Result<ExitCode> {
         .and_then(|b| Ok(String::from_utf8(b)?))
         .and_then(|t| Ok(Config::parse(&t, &path)?))
         .with_context(|| format!("cannot load the config (from {})", path.display()))?;
+    charter_agent::fingerprint::check_host_ids_target(&path, &cfg.product, &cfg.fingerprint)?;
     let dmi = write_host_ids(&cfg.product, &cfg.fingerprint)?;
     let what = match dmi {
         Dmi::Present(_) => "present",
