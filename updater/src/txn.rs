@@ -2086,7 +2086,9 @@ pub fn carry_over(
         } else {
             notes.push(format!("kept your {path}"));
         }
-        copy_replace(&old_file, &dest)?;
+        if copy_replace(&old_file, &dest)? {
+            notes.push(format!("{path}: setuid/setgid bits not carried over"));
+        }
     }
     // Preserved paths.
     let mut globs = new.preserve.clone();
@@ -2130,7 +2132,9 @@ pub fn carry_over(
                 .map_err(|e| Error::io("chmod", &dest, e))?;
             keep_owner(&dest, &md, false);
         } else if ft.is_file() {
-            copy_replace(&src, &dest)?;
+            if copy_replace(&src, &dest)? {
+                notes.push(format!("{p}: setuid/setgid bits not carried over"));
+            }
             count += 1;
         } else if ft.is_symlink() {
             // The product's own links under its preserved data are kept as
@@ -2190,12 +2194,13 @@ fn keep_owner(path: &Path, md: &std::fs::Metadata, is_link: bool) {
     };
 }
 
-/// Copies the regular file `src` over `dest`, keeping mode and owner. The
+/// Copies the regular file `src` over `dest`, keeping owner and mode but
+/// not setuid/setgid bits (returns whether it dropped some). The
 /// source is opened with O_NOFOLLOW and checked to be a regular file on the
 /// open descriptor, so a file swapped for a symlink after the walk is not
 /// followed (this runs as root); `dest` is created new, never through a
 /// link.
-fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
+fn copy_replace(src: &Path, dest: &Path) -> Result<bool> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
     let mut from = std::fs::OpenOptions::new()
@@ -2214,18 +2219,23 @@ fn copy_replace(src: &Path, dest: &Path) -> Result<()> {
         Ok(_) => std::fs::remove_file(dest).map_err(|e| Error::io("remove", dest, e))?,
         Err(_) => {}
     }
+    // Setuid and setgid bits are never carried over: a kept config or
+    // preserved file is data, and the host's setuid rule (§11.3 step 6)
+    // governs only what the signed manifest lists. The owner goes first,
+    // then the mode (chown would clear those bits anyway).
+    let mode = md.mode() & 0o1777;
     let mut to = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(md.mode() & 0o7777)
+        .mode(0o600)
         .custom_flags(nofollow)
         .open(dest)
         .map_err(|e| Error::io("create", dest, e))?;
     std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", src, e))?;
-    to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(|e| Error::io("chmod", dest, e))?;
     let _ = std::os::unix::fs::fchown(&to, Some(md.uid()), Some(md.gid()));
-    Ok(())
+    to.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("chmod", dest, e))?;
+    Ok(md.mode() & 0o6000 != 0)
 }
 
 #[cfg(test)]

@@ -216,6 +216,36 @@ pub fn verify_tree(
         };
         problem(p, "extra", format!("{what} not in the manifest"));
     }
+    // Setuid/setgid bits are granted only by the manifest and the host's
+    // setuid rule: on an operator-editable file (config, preserved) or an
+    // unlisted one they are a problem whatever else may change there.
+    for (p, s) in &seen {
+        if !s.is_file || s.mode & 0o6000 == 0 {
+            continue;
+        }
+        let granted = match (listed.get(p.as_str()), ArchivePath::new(p, 4096)) {
+            (Some(Entry::File { mode, kind, .. }), Ok(ap)) => {
+                *kind != FileKind::Config
+                    && !preserve.is_match(p)
+                    && setuid.installed_mode(&ap, *mode) == s.mode
+            }
+            _ => false,
+        };
+        let reported = report
+            .problems
+            .iter()
+            .any(|q| q.path == *p && q.kind == "mode");
+        if !granted && !reported {
+            report.problems.push(Problem {
+                path: p.clone(),
+                kind: "mode",
+                detail: format!(
+                    "{:o}: setuid/setgid bits that neither the manifest nor update.allow_setuid grants",
+                    s.mode
+                ),
+            });
+        }
+    }
     let digests = crate::tree::hash_files(dir, &to_hash, crate::tree::default_threads(), &|_| {})?;
     for ((path, size), (digest, _)) in to_hash.iter().zip(digests) {
         report.bytes_hashed += size;

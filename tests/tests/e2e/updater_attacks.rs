@@ -602,3 +602,51 @@ fn config_health_check_validated() {
         assert_eq!(h.current().as_deref(), Some("1.0.0"));
     }
 }
+
+/// Regression (review of issue 12): setuid/setgid bits reach the host only
+/// through the signed manifest and `update.allow_setuid`. Bits set on a
+/// config or preserved file are reported by `verify`, and carry-over never
+/// copies them into the next release (it says so).
+#[test]
+fn setuid_bits_never_carried_over_nor_unreported() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    let cur = h.root.join("opt/current");
+    std::fs::create_dir_all(cur.join("var")).unwrap();
+    std::fs::write(cur.join("var/tool"), "#!/bin/sh\n").unwrap();
+    for (p, m) in [("var/tool", 0o4755), ("etc/panel.toml", 0o2644)] {
+        std::fs::set_permissions(cur.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let v = h.update(&["verify"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    for p in ["var/tool", "etc/panel.toml"] {
+        assert!(
+            v.stdout.lines().any(
+                |l| l.contains(p) && l.contains("neither the manifest nor update.allow_setuid")
+            ),
+            "{p}: {v:?}"
+        );
+    }
+    std::fs::set_permissions(
+        cur.join("etc/panel.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    h.publish("1.1.0", true, "a = 1\n", &[]);
+    let out = h.update(&["apply"]).ok();
+    assert!(
+        out.stderr
+            .contains("var/tool: setuid/setgid bits not carried over"),
+        "{out:?}"
+    );
+    let mode = std::fs::metadata(cur.join("var/tool"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(h.installed("var/tool").unwrap(), b"#!/bin/sh\n");
+    h.update(&["verify"]).ok();
+}
