@@ -880,3 +880,32 @@ fn first_run_over_an_old_audit_log_starts_it_over() {
     );
     assert_eq!(a.verify_audit().unwrap().problem, None);
 }
+
+/// Regression (review of issue 12): the previous version's state format is
+/// still authenticated. A legacy-format file with a wrong MAC (or one
+/// MAC'd under the current label) is tampered, not migrated.
+#[test]
+fn legacy_state_with_a_wrong_mac_is_tampered() {
+    let e = Env::new();
+    e.write_license(&e.license(5), &e.lic_key);
+    drop(e.agent());
+    let legacy = format!(
+        "{{\"license_id\":\"lic-1\",\"highest_serial\":1,\"time_floor\":\"{}\",\"last_status\":null,\"last_status_fetch\":null,\"audit_lines\":0,\"audit_head\":null}}",
+        e.t0
+    );
+    let store = charter_agent::state::StateStore::open(&e.path("state")).unwrap();
+    let p = e.path("state/license-state.json");
+    for mac in [
+        "0".repeat(64),
+        store.keyed_hash(b"charter-license-state-v2\0", legacy.as_bytes()),
+    ] {
+        std::fs::write(&p, format!("{{\"state\": {legacy}, \"mac\": \"{mac}\"}}\n")).unwrap();
+        assert!(
+            matches!(
+                store.load().unwrap(),
+                charter_agent::state::Loaded::Tampered(_)
+            ),
+            "a legacy state under MAC {mac} was accepted"
+        );
+    }
+}
