@@ -1310,14 +1310,8 @@ impl Updater {
         crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
         drop(stream);
         // The host's rule for setuid/setgid bits, before anything can run
-        // the tree (docs/SPEC.md §11.3 step 5).
-        let setuid = self
-            .cfg
-            .setuid_policy()
-            .map_err(|reason| Error::InvalidInput {
-                what: "update.allow_setuid",
-                reason,
-            })?;
+        // the tree (docs/SPEC.md §11.3 step 6).
+        let setuid = self.setuid_policy()?;
         for p in crate::extract::apply_setuid_policy(&partial, m, &setuid)? {
             (self.notes)(&format!(
                 "{p}: setuid/setgid bits not installed (update.allow_setuid does not name it)"
@@ -1812,13 +1806,7 @@ impl Updater {
         };
         let mut preserve = m.preserve.clone();
         preserve.extend(self.cfg.update.preserve.iter().cloned());
-        let setuid = self
-            .cfg
-            .setuid_policy()
-            .map_err(|reason| Error::InvalidInput {
-                what: "update.allow_setuid",
-                reason,
-            })?;
+        let setuid = self.setuid_policy()?;
         crate::verify::verify_tree(
             &self.release_dir(&v),
             &m,
@@ -1886,6 +1874,16 @@ impl Updater {
             let _ = std::fs::remove_file(self.state.sbom_path(&v));
         }
         Ok(())
+    }
+
+    /// `update.allow_setuid` as a policy (checked at config load already).
+    fn setuid_policy(&self) -> Result<crate::extract::SetuidPolicy> {
+        self.cfg
+            .setuid_policy()
+            .map_err(|reason| Error::InvalidInput {
+                what: "update.allow_setuid",
+                reason,
+            })
     }
 
     /// The clock in use.

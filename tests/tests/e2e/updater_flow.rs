@@ -576,15 +576,7 @@ fn backups_and_sboms_are_pruned_with_their_releases() {
         v.sort();
         v
     };
-    let releases: Vec<String> = {
-        let mut v: Vec<String> = std::fs::read_dir(h.root.join("opt/releases"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
+    let releases = installed_releases(&h);
     assert_eq!(releases, ["1.2.0", "1.3.0"]);
     assert_eq!(kept("sboms"), ["1.2.0.cdx.json", "1.3.0.cdx.json"]);
     // 1.3.0 has not been left yet: only 1.2.0's backup remains.
@@ -658,15 +650,7 @@ fn install_root_writable_by_others_is_refused() {
 #[test]
 fn bad_release_never_takes_a_good_ones_place() {
     let h = Host::with_config("[update]\nkeep_releases = 3\n");
-    let releases = || {
-        let mut v: Vec<String> = std::fs::read_dir(h.root.join("opt/releases"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
+    let releases = || installed_releases(&h);
     for v in ["1.0.0", "1.1.0"] {
         h.publish(v, true, "a = 1\n", &[]);
         h.update(&["apply"]).ok();
@@ -687,4 +671,15 @@ fn bad_release_never_takes_a_good_ones_place() {
     assert_eq!(h.status()["bad_causes"]["1.3.0"], "requested");
     h.update(&["apply", "--retry-bad"]).ok();
     assert!(h.status()["bad_causes"].get("1.3.0").is_none());
+}
+
+/// The versions under `releases/`, sorted.
+fn installed_releases(h: &Host) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(h.root.join("opt/releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
