@@ -211,7 +211,10 @@ if ((rpm_too)); then
   sc=$(rpm -qp --scripts "$RPM1" 2>/dev/null)
   has "$sc" 'useradd --system' && has "$sc" 'systemctl --no-reload disable --now' && ! has "$sc" 'rm -rf' &&
     ok "rpm scriptlets: user in %pre, units stopped on erase, nothing deleted" || bad "rpm scriptlets"
-  rpm -qlp "$RPMCLI1" 2>/dev/null | grep -q '^/usr/bin/charter$' && ok "charter-cli.rpm has /usr/bin/charter" || bad "charter-cli.rpm has /usr/bin/charter"
+  # Captured first: `rpm | grep -q` fails under pipefail when grep exits
+  # before rpm has written everything (SIGPIPE), which made this flaky.
+  cli_files=$(rpm -qlp "$RPMCLI1" 2>/dev/null)
+  grep -q '^/usr/bin/charter$' <<<"$cli_files" && ok "charter-cli.rpm has /usr/bin/charter" || bad "charter-cli.rpm has /usr/bin/charter"
 fi
 
 # ---- linters ---------------------------------------------------------------
