@@ -53,6 +53,7 @@ pub struct Shared {
     per_uid_cap: usize,
     conns: AtomicUsize,
     job: Mutex<Option<Job>>,
+    refreshing: Mutex<()>,
     door_timeout: Duration,
     config_warnings: Vec<String>,
 }
@@ -216,6 +217,7 @@ impl Shared {
             per_uid_cap: cfg.per_uid_cap(),
             conns: AtomicUsize::new(0),
             job: Mutex::new(None),
+            refreshing: Mutex::new(()),
             door_timeout,
             config_warnings,
         })
@@ -229,6 +231,24 @@ impl Shared {
         drop(agent);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
         out
+    }
+
+    /// Fetches the license's signed status and takes it, without holding
+    /// the agent's lock during the fetch (docs/SPEC.md §10.2, Fetching):
+    /// what the fetch needs is taken under the lock, the lock released, the
+    /// document fetched, and the lock taken again to accept it with every
+    /// check of [`Agent::accept_status`] (a status older than the one held
+    /// by then is refused, so a late answer cannot replace a newer one).
+    /// Fetches run one at a time. Returns false when the license has no
+    /// status URL.
+    pub fn refresh_status(&self) -> crate::Result<bool> {
+        let _one_at_a_time = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(req) = self.with_agent(|a| a.status_request()) else {
+            return Ok(false);
+        };
+        let bytes = req.fetch()?;
+        self.with_agent(|a| a.accept_status(&bytes))?;
+        Ok(true)
     }
 
     fn authorized(&self, uid: u32, gid: u32) -> bool {

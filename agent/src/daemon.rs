@@ -541,19 +541,34 @@ impl Agent {
     }
 
     /// Fetches the status document from the license's status URL and takes
-    /// it. Returns false when the license has no status URL.
+    /// it. Returns false when the license has no status URL. This holds
+    /// `&mut self` for the whole fetch: the daemon, once it serves, uses
+    /// [`Agent::status_request`] and fetches without the agent's lock
+    /// ([`crate::api::Shared::refresh_status`]).
     pub fn refresh_status(&mut self) -> Result<bool> {
-        let Some(url) = self.license().and_then(|l| l.license().status_url.clone()) else {
+        let Some(req) = self.status_request() else {
             return Ok(false);
         };
-        let token = self.cfg.status.token.as_ref().and_then(|t| t.expose());
-        let bytes = fetch(
-            &url,
-            Duration::from_secs(self.cfg.status.timeout_secs),
-            token,
-        )?;
+        let bytes = req.fetch()?;
         self.accept_status(&bytes)?;
         Ok(true)
+    }
+
+    /// What a status fetch needs (the license's status URL, the timeout,
+    /// the token), or None when the license has no status URL.
+    pub fn status_request(&self) -> Option<StatusRequest> {
+        let url = self.license()?.license().status_url.clone()?;
+        Some(StatusRequest {
+            url,
+            timeout: Duration::from_secs(self.cfg.status.timeout_secs),
+            token: self
+                .cfg
+                .status
+                .token
+                .as_ref()
+                .and_then(|t| t.expose())
+                .map(|t| zeroize::Zeroizing::new(t.to_owned())),
+        })
     }
 
     /// The updater's door command for `what` (check, apply, rollback,
@@ -765,6 +780,26 @@ pub(crate) fn kill_group(pid: u32) {
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+    }
+}
+
+/// One status fetch, taken from the agent so that it can run without the
+/// agent's lock (docs/SPEC.md §10.2, Fetching). No `Debug`: it holds the
+/// token.
+pub struct StatusRequest {
+    url: String,
+    timeout: Duration,
+    token: Option<zeroize::Zeroizing<String>>,
+}
+
+impl StatusRequest {
+    /// GETs the status document ([`fetch`]).
+    pub fn fetch(&self) -> Result<Vec<u8>> {
+        fetch(
+            &self.url,
+            self.timeout,
+            self.token.as_ref().map(|t| t.as_str()),
+        )
     }
 }
 

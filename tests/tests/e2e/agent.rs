@@ -1337,3 +1337,118 @@ fn updater_refuses_a_v2_license_on_a_vm_clone() {
         .fails_with("the license does not entitle this host to 1.0.1: license is invalid: license is bound to other machines");
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
 }
+
+/// A status server on 127.0.0.1: the first request gets `status` at once,
+/// every later one a response dribbled at one byte a second (a slow or
+/// hostile server). Returns the URL and a flag raised when a dribbled
+/// answer has started.
+fn slow_status_server(status: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/status.json", listener.local_addr().unwrap());
+    let dribbling = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&dribbling);
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut s) = conn else { continue };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|k| k == 1) {
+                head.push(b[0]);
+            }
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                status.len()
+            )
+            .into_bytes();
+            answer.extend_from_slice(&status);
+            if n == 0 {
+                let _ = s.write_all(&answer);
+                continue;
+            }
+            let flag = std::sync::Arc::clone(&flag);
+            std::thread::spawn(move || {
+                flag.store(true, Ordering::SeqCst);
+                for byte in answer {
+                    if s.write_all(&[byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    (url, dribbling)
+}
+
+/// Regression (status fetch under the lock): the periodic status fetch
+/// held the agent's lock for up to `status.timeout_secs` (20 s), so a
+/// status server dribbling one byte a second stalled every endpoint that
+/// takes the lock (`/v1/version`, update triggers) and the license reload.
+/// Now the fetch runs without the lock: they answer within a second while
+/// the fetch hangs.
+#[test]
+fn slow_status_server_does_not_stall_the_api() {
+    let h = Host::new();
+    let status = h.path().join("agent-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "active",
+        "--out",
+        status.to_str().unwrap(),
+    ])
+    .ok();
+    let (url, dribbling) = slow_status_server(std::fs::read(&status).unwrap());
+    let a = start(
+        &h,
+        &["--status-url", &url],
+        &format!(
+            "[status]\nrefresh_secs = 10\njitter_secs = 0\ntimeout_secs = 20\n{}",
+            door_config(&h)
+        ),
+    );
+    // The first fetch, at start, was answered: the license is active.
+    let (_, v) = a.get("/v1/license");
+    assert_eq!(v["state"], "active", "{v}");
+    wait_until(
+        || dribbling.load(std::sync::atomic::Ordering::SeqCst),
+        "the second fetch started",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for (method, path) in [
+        ("GET", "/v1/version"),
+        ("POST", "/v1/update/status"),
+        ("GET", "/v1/update"),
+        ("GET", "/v1/license"),
+    ] {
+        let t = Instant::now();
+        let (code, body) = a.raw(
+            format!("{method} {path} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(code == 200 || code == 202, "{method} {path}: {code} {body}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{method} {path} took {:?} while a status fetch hangs",
+            t.elapsed()
+        );
+    }
+    // The license is still re-read while the fetch hangs.
+    std::fs::remove_file(h.path().join("agent/license")).unwrap();
+    let t = Instant::now();
+    wait_until(
+        || a.get("/v1/license").1["reasons"][0] == "no license installed",
+        "the removed license noticed",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "license reload took {:?}",
+        t.elapsed()
+    );
+}
