@@ -1452,3 +1452,146 @@ fn slow_status_server_does_not_stall_the_api() {
         t.elapsed()
     );
 }
+
+/// Opens a connection that sends a request one byte a second for up to
+/// `secs` seconds; returns what the agent answered (empty when it just
+/// closed).
+fn slow_loris(socket: &Path, secs: u64) -> std::thread::JoinHandle<String> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    std::thread::spawn(move || {
+        let req = b"GET /v1/health HTTP/1.1\r\nHost: a-very-slow-client.example\r\n\r\n";
+        for b in req.iter().take(secs as usize) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+/// Regression (review Q40): the 30 s timeout was per read, so a peer
+/// sending one byte every few seconds held its connection slot for ever.
+/// Every request now has an overall deadline (`api.request_timeout_secs`):
+/// slow-loris connections filling every slot keep a well-behaved client out
+/// for no longer than that, and get a 408.
+#[test]
+fn slow_loris_connections_do_not_keep_clients_out_past_the_deadline() {
+    let h = Host::new();
+    let a = start(
+        &h,
+        &[],
+        "[api]\nmax_connections = 4\nmax_connections_per_uid = 4\nrequest_timeout_secs = 2\n",
+    );
+    // `spawn`'s probe connection is closed and its slot freed first.
+    assert_eq!(a.get("/v1/health").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let lorises: Vec<_> = (0..4).map(|_| slow_loris(&a.socket, 12)).collect();
+    wait_until(
+        || a.get("/v1/health").0 == 503 || t.elapsed() > Duration::from_secs(1),
+        "the slow clients hold every slot",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the slow clients never held every slot"
+    );
+    wait_until(|| a.get("/v1/health").0 == 200, "a slot freed");
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "kept out for {:?} with a 2 s request deadline",
+        t.elapsed()
+    );
+    for l in lorises {
+        let answer = l.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+}
+
+/// Not a test: the flood of refused connections for
+/// `refused_peers_cannot_exhaust_the_slots`, run as another uid. Does
+/// nothing without `CHARTER_TEST_FLOOD_SOCKET`.
+#[test]
+#[ignore = "a helper process for refused_peers_cannot_exhaust_the_slots"]
+fn helper_refused_flood() {
+    let Some(socket) = std::env::var_os("CHARTER_TEST_FLOOD_SOCKET") else {
+        return;
+    };
+    // Connections that send nothing and stay open, as many as it can for
+    // three seconds.
+    let mut held = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        if let Ok(s) = UnixStream::connect(&socket) {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("refused flood: {} connections opened", held.len());
+}
+
+/// Regression (review Q40): connections were counted before the peer was
+/// checked, so a stranger opening connections (each held up to 2 s around
+/// its 403) took the allowed peers' slots: 503s for the panel. Refused
+/// peers are now checked first and answered from a pool of their own.
+/// Needs root to run the flood as uid 65534.
+#[test]
+fn refused_peers_cannot_exhaust_the_slots() {
+    if !is_root() {
+        eprintln!("needs root to run a client as another uid: skipped");
+        return;
+    }
+    let h = Host::new();
+    let a = start(
+        &h,
+        &[],
+        "[api]\nmax_connections = 4\nrate_per_sec = 100\nburst = 100\n",
+    );
+    open_to_others(&h, &a.cfg);
+    use std::os::unix::process::CommandExt;
+    let flood = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "agent::helper_refused_flood",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CHARTER_TEST_FLOOD_SOCKET", &a.socket)
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut codes = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        codes.push(a.get("/v1/health").0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = flood.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let opened: usize = text
+        .split("refused flood: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        opened > 4,
+        "the flood opened more connections than slots: {text}"
+    );
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "an allowed peer got {codes:?} during a flood of {opened} refused connections"
+    );
+}
