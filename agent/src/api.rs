@@ -52,7 +52,10 @@ pub struct Shared {
     max_conns: usize,
     per_uid_cap: usize,
     conns: AtomicUsize,
+    refused_conns: AtomicUsize,
+    request_timeout: Duration,
     job: Mutex<Option<Job>>,
+    refreshing: Mutex<()>,
     door_timeout: Duration,
     config_warnings: Vec<String>,
 }
@@ -215,7 +218,10 @@ impl Shared {
             max_conns: cfg.max_connections,
             per_uid_cap: cfg.per_uid_cap(),
             conns: AtomicUsize::new(0),
+            refused_conns: AtomicUsize::new(0),
+            request_timeout: Duration::from_secs(cfg.request_timeout_secs),
             job: Mutex::new(None),
+            refreshing: Mutex::new(()),
             door_timeout,
             config_warnings,
         })
@@ -229,6 +235,24 @@ impl Shared {
         drop(agent);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
         out
+    }
+
+    /// Fetches the license's signed status and takes it, without holding
+    /// the agent's lock during the fetch (docs/SPEC.md §10.2, Fetching):
+    /// what the fetch needs is taken under the lock, the lock released, the
+    /// document fetched, and the lock taken again to accept it with every
+    /// check of [`Agent::accept_status`] (a status older than the one held
+    /// by then is refused, so a late answer cannot replace a newer one).
+    /// Fetches run one at a time. Returns false when the license has no
+    /// status URL.
+    pub fn refresh_status(&self) -> crate::Result<bool> {
+        let _one_at_a_time = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(req) = self.with_agent(|a| a.status_request()) else {
+            return Ok(false);
+        };
+        let bytes = req.fetch()?;
+        self.with_agent(|a| a.accept_status(&bytes))?;
+        Ok(true)
     }
 
     fn authorized(&self, uid: u32, gid: u32) -> bool {
@@ -255,27 +279,70 @@ impl Shared {
     }
 }
 
-/// Serves the listener forever (one thread per connection).
+/// Serves the listener forever (one thread per connection). The peer is
+/// identified (SO_PEERCRED) before its connection is counted: a refused
+/// peer is answered from a pool of its own, also `api.max_connections`
+/// large, so strangers never take an allowed peer's slot; when that pool
+/// is full, the 403 is written without waiting and the connection closed.
 pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
     for conn in listener.incoming() {
-        let Ok(stream) = conn else { continue };
-        if shared.conns.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
-            shared.conns.fetch_sub(1, Ordering::AcqRel);
-            let mut s = stream;
-            let _ = respond(&mut s, 503, &json!({"error": "too many connections"}), true);
+        let Ok(mut stream) = conn else { continue };
+        let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
+            continue;
+        };
+        let peer = Peer {
+            uid: cred.uid.as_raw(),
+            pid: cred.pid.as_raw_nonzero().get(),
+        };
+        let allowed = shared.authorized(peer.uid, cred.gid.as_raw());
+        let pool = if allowed {
+            &shared.conns
+        } else {
+            &shared.refused_conns
+        };
+        if pool.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
+            pool.fetch_sub(1, Ordering::AcqRel);
+            let _ = stream.set_nonblocking(true);
+            let _ = if allowed {
+                respond(
+                    &mut stream,
+                    503,
+                    &json!({"error": "too many connections"}),
+                    true,
+                )
+            } else {
+                respond(&mut stream, 403, &refusal(peer.uid), true)
+            };
             continue;
         }
         let shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .stack_size(128 << 10)
             .spawn(move || {
-                connection(stream, &shared);
-                shared.conns.fetch_sub(1, Ordering::AcqRel);
+                if allowed {
+                    connection(stream, &shared, peer);
+                    shared.conns.fetch_sub(1, Ordering::AcqRel);
+                } else {
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                    refuse(&mut stream, peer.uid);
+                    shared.refused_conns.fetch_sub(1, Ordering::AcqRel);
+                }
             });
         if spawned.is_err() {
             // Could not start a thread: the connection is dropped.
         }
     }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    uid: u32,
+    pid: i32,
+}
+
+fn refusal(uid: u32) -> Value {
+    json!({"error": format!("uid {uid} is not allowed to use this API")})
 }
 
 struct Request {
@@ -291,7 +358,12 @@ enum ReadOutcome {
     Bad(u16, &'static str),
 }
 
-fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
+/// Reads one request (head and body), all of it before `deadline`
+/// (`api.request_timeout_secs`): a peer sending a byte now and then
+/// cannot hold its connection beyond that. A connection that sent nothing
+/// of it by then (an idle keep-alive connection) is closed without an
+/// answer; one caught mid-request gets 408.
+fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>, deadline: Instant) -> ReadOutcome {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
@@ -326,8 +398,8 @@ fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
                 let method = req.method.unwrap_or("").to_owned();
                 let target = req.path.unwrap_or("/").to_owned();
                 while buf.len() < head + body_len {
-                    if fill(stream, buf) == 0 {
-                        return ReadOutcome::Closed;
+                    if let Some(stop) = fill(stream, buf, deadline) {
+                        return stop;
                     }
                 }
                 buf.drain(..head + body_len);
@@ -347,8 +419,8 @@ fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
                 if buf.len() > MAX_HEAD {
                     return ReadOutcome::Bad(431, "request head too large");
                 }
-                if fill(stream, buf) == 0 {
-                    return ReadOutcome::Closed;
+                if let Some(stop) = fill(stream, buf, deadline) {
+                    return stop;
                 }
             }
             Err(_) => return ReadOutcome::Bad(400, "malformed request"),
@@ -356,15 +428,23 @@ fn read_request(stream: &mut UnixStream, buf: &mut Vec<u8>) -> ReadOutcome {
     }
 }
 
-fn fill(stream: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
+/// Reads more of a request before `deadline`; None when something came,
+/// else how the connection ends: closed by the peer or on an error, or
+/// out of time (408 when part of a request had arrived).
+fn fill(stream: &mut UnixStream, buf: &mut Vec<u8>, deadline: Instant) -> Option<ReadOutcome> {
     let mut chunk = [0u8; 4096];
-    match stream.read(&mut chunk) {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            n
-        }
-        Err(_) => 0,
+    if let Some(n) = read_before(stream, &mut chunk, deadline) {
+        buf.extend_from_slice(&chunk[..n]);
+        return None;
     }
+    Some(if Instant::now() >= deadline && !buf.is_empty() {
+        ReadOutcome::Bad(
+            408,
+            "request not received in time (api.request_timeout_secs)",
+        )
+    } else {
+        ReadOutcome::Closed
+    })
 }
 
 fn reason(code: u16) -> &'static str {
@@ -374,6 +454,7 @@ fn reason(code: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        408 => "Request Timeout",
         405 => "Method Not Allowed",
         409 => "Conflict",
         411 => "Length Required",
@@ -405,22 +486,11 @@ fn respond(stream: &mut UnixStream, code: u16, body: &Value, close: bool) -> std
     stream.write_all(&out)
 }
 
-fn connection(mut stream: UnixStream, shared: &Arc<Shared>) {
-    let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
-        return;
-    };
-    let (uid, gid, pid) = (
-        cred.uid.as_raw(),
-        cred.gid.as_raw(),
-        cred.pid.as_raw_nonzero().get(),
-    );
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+/// Serves an allowed peer's connection (the peer was checked in
+/// [`serve`]).
+fn connection(mut stream: UnixStream, shared: &Arc<Shared>, peer: Peer) {
+    let Peer { uid, pid } = peer;
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    // Strangers get their 403 and are dropped, within REFUSE_DEADLINE.
-    if !shared.authorized(uid, gid) {
-        refuse(&mut stream, uid);
-        return;
-    }
     // No single peer may take every slot (`api.max_connections_per_uid`).
     {
         let mut c = shared.per_uid.lock().unwrap_or_else(|e| e.into_inner());
@@ -465,12 +535,7 @@ fn refuse(stream: &mut UnixStream, uid: u32) {
             None => break,
         }
     }
-    let _ = respond(
-        stream,
-        403,
-        &json!({"error": format!("uid {uid} is not allowed to use this API")}),
-        true,
-    );
+    let _ = respond(stream, 403, &refusal(uid), true);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let drain_until = Instant::now() + REFUSE_DEADLINE;
     let mut drained = 0usize;
@@ -498,7 +563,8 @@ fn read_before(stream: &mut UnixStream, chunk: &mut [u8], until: Instant) -> Opt
 fn serve_connection(stream: &mut UnixStream, shared: &Arc<Shared>, uid: u32, pid: i32) {
     let mut buf = Vec::with_capacity(1024);
     loop {
-        let req = match read_request(stream, &mut buf) {
+        let deadline = Instant::now() + shared.request_timeout;
+        let req = match read_request(stream, &mut buf, deadline) {
             ReadOutcome::Closed => return,
             ReadOutcome::Bad(code, why) => {
                 let _ = respond(stream, code, &json!({"error": why}), true);

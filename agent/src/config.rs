@@ -92,6 +92,10 @@ pub struct Api {
     /// `max_connections`; see [`Api::per_uid_cap`]).
     #[serde(default)]
     pub max_connections_per_uid: Option<usize>,
+    /// Seconds a connection has for each request's head and body, counted
+    /// from when the agent starts waiting for it (1 to 300).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
 }
 
 impl Api {
@@ -116,6 +120,7 @@ impl Default for Api {
             burst: default_burst(),
             max_connections: default_conns(),
             max_connections_per_uid: None,
+            request_timeout_secs: default_request_timeout(),
         }
     }
 }
@@ -267,6 +272,10 @@ fn default_rate() -> u32 {
 fn default_burst() -> u32 {
     400
 }
+fn default_request_timeout() -> u64 {
+    10
+}
+
 fn default_conns() -> usize {
     64
 }
@@ -362,6 +371,12 @@ impl Config {
                 cfg.api.max_connections
             )));
         }
+        if !(1..=300).contains(&cfg.api.request_timeout_secs) {
+            return Err(bad(format!(
+                "api.request_timeout_secs must be 1 to 300, not {}",
+                cfg.api.request_timeout_secs
+            )));
+        }
         if cfg.status.refresh_secs < 10 {
             return Err(bad("status.refresh_secs must be at least 10".into()));
         }
@@ -408,6 +423,25 @@ mod tests {
             let err = parse(bad).unwrap_err().to_string();
             assert!(
                 err.contains("api.max_connections_per_uid must be 1 to api.max_connections (64)"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_timeout_defaults_to_10_and_is_range_checked() {
+        assert_eq!(parse("").unwrap().api.request_timeout_secs, 10);
+        assert_eq!(
+            parse("request_timeout_secs = 300")
+                .unwrap()
+                .api
+                .request_timeout_secs,
+            300
+        );
+        for bad in ["request_timeout_secs = 0", "request_timeout_secs = 301"] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("api.request_timeout_secs must be 1 to 300"),
                 "{err}"
             );
         }

@@ -310,6 +310,7 @@ impl Agent {
                 let now = self.clock.now();
                 let mut rt = RuntimeState {
                     time_floor: now,
+                    awaiting_first_status: true,
                     ..RuntimeState::default()
                 };
                 if self.audit.path().exists() {
@@ -428,10 +429,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Takes a signed status document: verified, for this license, not
-    /// older than the one held. A fresh one (issued within a day, or within
-    /// the license's offline allowance) also re-establishes a tampered or
-    /// deleted runtime state.
+    /// Takes a signed status document (docs/SPEC.md §10.2, Acceptance):
+    /// verified, for this license, not issued before it, not older than
+    /// the one held, not from the future. A new state waiting for its
+    /// first status, or a tampered or deleted one, takes only a fresh one
+    /// (issued within a day, or within the license's offline allowance),
+    /// which also re-establishes a tampered or deleted state.
     pub fn accept_status(&mut self, bytes: &[u8]) -> Result<()> {
         let st = VerifiedStatus::verify(bytes, &self.root)?;
         let Some(lic) = self.license().map(|l| l.license().clone()) else {
@@ -448,6 +451,16 @@ impl Agent {
                     "it is for license `{}`, this host has `{}`",
                     st.status().license_id,
                     lic.license_id
+                ),
+            });
+        }
+        if st.status().issued_at < lic.issued_at {
+            return Err(Error::Invalid {
+                what: "license status",
+                reason: format!(
+                    "issued at {}, before the installed license (issued at {})",
+                    st.status().issued_at,
+                    lic.issued_at
                 ),
             });
         }
@@ -487,11 +500,12 @@ impl Agent {
                 self.notes.push(format!(
                     "a fresh signed status re-established the license state ({why})"
                 ));
+                // The serial mark comes from the status (`current_serial`),
+                // not from the installed license, which may be the replay.
                 let mut rt = RuntimeState {
                     time_floor: now.max(st.status().issued_at),
                     ..RuntimeState::default()
                 };
-                rt.record_serial(&lic.license_id, lic.serial, now);
                 self.start_over(&mut rt, why, detail, now)?;
                 rt
             }
@@ -504,8 +518,19 @@ impl Agent {
                     ),
                 });
             }
+            // A new or reset state takes its first status only fresh too:
+            // an old `active` status kept from before a revocation must
+            // not stand in for the vendor's current word (§10.4).
+            (Loaded::Fresh, false) => return Err(not_fresh_for_new_state(&st)),
+            (Loaded::Ok(rt), false) if rt.awaiting_first_status => {
+                return Err(not_fresh_for_new_state(&st));
+            }
             _ => self.runtime_for_update()?.unwrap_or_default(),
         };
+        if let Some(cur) = st.status().current_serial {
+            rt.record_serial(&lic.license_id, cur, now);
+        }
+        rt.awaiting_first_status = false;
         rt.last_status = Some(String::from_utf8_lossy(bytes).into_owned());
         rt.last_status_fetch = Some(now);
         self.audit.append(&self.store, &mut rt, now, json!({"kind": "status", "action": "accepted", "state": st.status().state, "issued_at": st.status().issued_at}))?;
@@ -516,19 +541,34 @@ impl Agent {
     }
 
     /// Fetches the status document from the license's status URL and takes
-    /// it. Returns false when the license has no status URL.
+    /// it. Returns false when the license has no status URL. This holds
+    /// `&mut self` for the whole fetch: the daemon, once it serves, uses
+    /// [`Agent::status_request`] and fetches without the agent's lock
+    /// ([`crate::api::Shared::refresh_status`]).
     pub fn refresh_status(&mut self) -> Result<bool> {
-        let Some(url) = self.license().and_then(|l| l.license().status_url.clone()) else {
+        let Some(req) = self.status_request() else {
             return Ok(false);
         };
-        let token = self.cfg.status.token.as_ref().and_then(|t| t.expose());
-        let bytes = fetch(
-            &url,
-            Duration::from_secs(self.cfg.status.timeout_secs),
-            token,
-        )?;
+        let bytes = req.fetch()?;
         self.accept_status(&bytes)?;
         Ok(true)
+    }
+
+    /// What a status fetch needs (the license's status URL, the timeout,
+    /// the token), or None when the license has no status URL.
+    pub fn status_request(&self) -> Option<StatusRequest> {
+        let url = self.license()?.license().status_url.clone()?;
+        Some(StatusRequest {
+            url,
+            timeout: Duration::from_secs(self.cfg.status.timeout_secs),
+            token: self
+                .cfg
+                .status
+                .token
+                .as_ref()
+                .and_then(|t| t.expose())
+                .map(|t| zeroize::Zeroizing::new(t.to_owned())),
+        })
     }
 
     /// The updater's door command for `what` (check, apply, rollback,
@@ -579,6 +619,16 @@ impl Evaluation {
             now,
             clock_tolerance: SignedDuration::ZERO,
         })
+    }
+}
+
+fn not_fresh_for_new_state(st: &VerifiedStatus) -> Error {
+    Error::Invalid {
+        what: "license status",
+        reason: format!(
+            "issued at {}: not fresh enough to be the first status of a new or reset license state",
+            st.status().issued_at
+        ),
     }
 }
 
@@ -730,6 +780,26 @@ pub(crate) fn kill_group(pid: u32) {
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+    }
+}
+
+/// One status fetch, taken from the agent so that it can run without the
+/// agent's lock (docs/SPEC.md §10.2, Fetching). No `Debug`: it holds the
+/// token.
+pub struct StatusRequest {
+    url: String,
+    timeout: Duration,
+    token: Option<zeroize::Zeroizing<String>>,
+}
+
+impl StatusRequest {
+    /// GETs the status document ([`fetch`]).
+    pub fn fetch(&self) -> Result<Vec<u8>> {
+        fetch(
+            &self.url,
+            self.timeout,
+            self.token.as_ref().map(|t| t.as_str()),
+        )
     }
 }
 

@@ -126,6 +126,11 @@ impl Evaluation {
     }
 }
 
+/// The reason a license with a status URL is `invalid` on a new or reset
+/// state until its first signed status arrives (rule 3b).
+pub const WAITING_FOR_FIRST_STATUS: &str =
+    "waiting for the first license status on a new or reset license state";
+
 /// Computes the license state (docs/SPEC.md §10.5, rules 1 to 9).
 pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
     let mut e = Evaluation::new(i.now);
@@ -204,6 +209,18 @@ pub fn evaluate(i: &Inputs<'_>) -> Evaluation {
             None
         }
     };
+    // 3b. A state started from nothing (a first run, or the host secret
+    // and the state deleted together) has forgotten any revocation,
+    // suspension or newer serial: a license with a status URL waits for
+    // its first signed status.
+    let awaiting = match i.runtime {
+        crate::state::Loaded::Fresh => true,
+        crate::state::Loaded::Ok(s) => s.awaiting_first_status,
+        _ => false,
+    };
+    if awaiting && lic.status_url.is_some() {
+        e.worsen(State::Invalid, WAITING_FOR_FIRST_STATUS.into());
+    }
     if let Some(rt) = runtime {
         // 3a. Not a copy of another host's state: a v1 fingerprint cannot
         // see the DMI UUID, so a cloned VM (same machine id, new SMBIOS

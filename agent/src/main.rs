@@ -461,22 +461,29 @@ fn daemon(cfg: Config) -> Result<ExitCode> {
     std::thread::spawn(move || charter_agent::api::serve(listener, server));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     eprintln!("charter-agent: serving on {}", socket.display());
-    let mut next_refresh = Instant::now() + refresh;
-    loop {
-        if Instant::now() >= next_refresh {
-            let r = shared.with_agent(|a| a.refresh_status());
-            if let Err(e) = r {
-                eprintln!("charter-agent: status refresh failed: {e}");
+    // Later refreshes on a thread of their own, the fetch outside the
+    // agent's lock: a slow status server stalls neither the API nor the
+    // evaluation below.
+    let refresher = std::sync::Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("status-refresh".into())
+        .spawn(move || {
+            loop {
+                let mut j = [0u8; 8];
+                let _ = getrandom::fill(&mut j);
+                let extra = if jitter == 0 {
+                    0
+                } else {
+                    u64::from_le_bytes(j) % jitter
+                };
+                std::thread::sleep(refresh + Duration::from_secs(extra));
+                if let Err(e) = refresher.refresh_status() {
+                    eprintln!("charter-agent: status refresh failed: {e}");
+                }
             }
-            let mut j = [0u8; 8];
-            let _ = getrandom::fill(&mut j);
-            let extra = if jitter == 0 {
-                0
-            } else {
-                u64::from_le_bytes(j) % jitter
-            };
-            next_refresh = Instant::now() + refresh + Duration::from_secs(extra);
-        }
+        })
+        .context("cannot start the status refresh thread")?;
+    loop {
         let notes = shared.with_agent(|a| {
             if let Err(e) = a.reload_license_if_changed() {
                 eprintln!("charter-agent: license reload failed: {e}");

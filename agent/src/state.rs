@@ -61,6 +61,15 @@ pub struct RuntimeState {
     /// written before it existed, which keeps their MAC valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ids: Option<crate::fingerprint::SeenIds>,
+    /// Set on a state this agent started from nothing (a first run, or
+    /// the host secret and the state deleted together), cleared when the
+    /// first signed status is accepted. While set, a license with a
+    /// `status_url` is `invalid` (docs/SPEC.md §10.4, §10.5 rule 3b): a
+    /// wiped state must not forget a revocation, a suspension or a newer
+    /// serial. Absent (false) in states written before it existed, which
+    /// keeps their MAC valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_first_status: bool,
 }
 
 impl RuntimeState {
@@ -143,6 +152,7 @@ impl LegacyState {
             audit_lines: self.audit_lines,
             audit_head: self.audit_head,
             host_ids: None,
+            awaiting_first_status: false,
         }
     }
 }

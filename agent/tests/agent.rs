@@ -909,3 +909,201 @@ fn legacy_state_with_a_wrong_mac_is_tampered() {
         );
     }
 }
+
+/// A license with a `file://` status URL (`status.json` in the test
+/// directory), and the URL.
+fn license_with_status_url(e: &Env, serial: u64) -> License {
+    let mut l = e.license(serial);
+    l.status_url = Some(format!("file://{}", e.path("status.json").display()));
+    l
+}
+
+/// What a customer with root does to start over: the host secret and the
+/// state go together (the audit log may stay).
+fn wipe_state(e: &Env) {
+    std::fs::remove_file(e.path("state/host.key")).unwrap();
+    std::fs::remove_file(e.path("state/license-state.json")).unwrap();
+}
+
+fn status_with_serial(e: &Env, state: StatusState, issued_at: Timestamp, cur: u64) -> Vec<u8> {
+    let s = LicenseStatus {
+        license_id: "lic-1".into(),
+        state,
+        reason: None,
+        issued_at,
+        valid_until: issued_at + SignedDuration::from_secs(DAY),
+        current_serial: Some(cur),
+    };
+    let mut env = Envelope::new_unsigned(PAYLOAD_LICENSE_STATUS, s.to_payload());
+    env.sign(&e.lic_key as &dyn Signer).unwrap();
+    env.to_json()
+}
+
+/// Regression (review Q25, Q27): a revoked status is held; the customer
+/// deletes the host secret and the state together (a first run) and blocks
+/// the status URL. The license is not `active` again: a new state waits
+/// for its first status, and when the URL answers again its revocation
+/// applies again.
+#[test]
+fn state_wipe_does_not_undo_a_revocation() {
+    let e = Env::new();
+    e.write_license(&license_with_status_url(&e, 1), &e.lic_key);
+    std::fs::write(
+        e.path("status.json"),
+        e.status("lic-1", StatusState::Revoked, e.t0),
+    )
+    .unwrap();
+    let mut a = e.agent();
+    assert!(a.refresh_status().unwrap());
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "revoked"));
+    drop(a);
+
+    wipe_state(&e);
+    std::fs::rename(e.path("status.json"), e.path("status.blocked")).unwrap();
+    e.clock.advance(3600);
+    let mut a = e.agent();
+    assert!(a.refresh_status().is_err(), "the status URL is blocked");
+    assert_eq!(state(&a), State::Invalid, "{:?}", a.evaluation());
+    assert!(has_reason(&a, "waiting for the first license status"));
+    assert!(!a.evaluation().feature("sso"));
+    // A restart does not make it a first run again: the state says it
+    // still waits.
+    drop(a);
+    let a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "waiting for the first license status"));
+    drop(a);
+
+    // The URL answers again with the vendor's (reissued) revocation.
+    std::fs::write(
+        e.path("status.json"),
+        e.status("lic-1", StatusState::Revoked, e.clock.now()),
+    )
+    .unwrap();
+    let mut a = e.agent();
+    assert!(a.refresh_status().unwrap());
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "revoked"));
+    assert!(!has_reason(&a, "waiting for the first license status"));
+}
+
+/// Regression (review Q25, Q24): serial 5 was installed; the state is
+/// wiped and serial 4 installed. It waits for its first status, and the
+/// status naming serial 5 supersedes it; the ratchet then holds 5 even
+/// after a later status without `current_serial`.
+#[test]
+fn state_wipe_then_old_serial_is_superseded() {
+    let e = Env::new();
+    e.write_license(&license_with_status_url(&e, 5), &e.lic_key);
+    std::fs::write(
+        e.path("status.json"),
+        status_with_serial(&e, StatusState::Active, e.t0, 5),
+    )
+    .unwrap();
+    let mut a = e.agent();
+    a.refresh_status().unwrap();
+    assert_eq!(state(&a), State::Active, "{:?}", a.evaluation());
+    drop(a);
+
+    wipe_state(&e);
+    e.write_license(&license_with_status_url(&e, 4), &e.lic_key);
+    e.clock.advance(60);
+    let mut a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "waiting for the first license status"));
+    std::fs::write(
+        e.path("status.json"),
+        status_with_serial(&e, StatusState::Active, e.clock.now(), 5),
+    )
+    .unwrap();
+    a.refresh_status().unwrap();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "superseded by serial 5"));
+    // The status's serial went into the ratchet, not the installed one.
+    e.clock.advance(60);
+    std::fs::write(
+        e.path("status.json"),
+        e.status("lic-1", StatusState::Active, e.clock.now()),
+    )
+    .unwrap();
+    a.refresh_status().unwrap();
+    assert_eq!(state(&a), State::Invalid);
+    assert!(has_reason(&a, "serial 4 is older than serial 5"));
+}
+
+/// Regression (review Q25): a new state (first run) with a license that has
+/// a status URL is `invalid` until its first status arrives, says why, and
+/// takes only a fresh one: an `active` status kept from before a
+/// revocation cannot start a wiped state.
+#[test]
+fn fresh_state_waits_for_its_first_status() {
+    let e = Env::new();
+    e.write_license(&license_with_status_url(&e, 1), &e.lic_key);
+    let mut a = e.agent();
+    assert_eq!(state(&a), State::Invalid);
+    assert_eq!(
+        a.evaluation().reasons,
+        ["waiting for the first license status on a new or reset license state"]
+    );
+    e.clock.advance(2 * DAY);
+    let stale = e.status("lic-1", StatusState::Active, e.t0);
+    let err = a.accept_status(&stale).unwrap_err().to_string();
+    assert!(
+        err.contains("not fresh enough to be the first status"),
+        "{err}"
+    );
+    assert_eq!(state(&a), State::Invalid);
+    a.accept_status(&e.status("lic-1", StatusState::Active, e.clock.now()))
+        .unwrap();
+    assert_eq!(state(&a), State::Active, "{:?}", a.evaluation());
+    // Once a status was taken, a later failed fetch changes nothing.
+    drop(a);
+    let mut a = e.agent();
+    assert!(a.refresh_status().is_err());
+    assert_eq!(state(&a), State::Active);
+}
+
+/// A first install whose status URL answers is `active` once the first
+/// fetch (the daemon's, before it reports ready) is taken.
+#[test]
+fn first_install_with_a_reachable_status_is_active() {
+    let e = Env::new();
+    e.write_license(&license_with_status_url(&e, 1), &e.lic_key);
+    std::fs::write(
+        e.path("status.json"),
+        e.status("lic-1", StatusState::Active, e.t0),
+    )
+    .unwrap();
+    let mut a = e.agent();
+    assert!(a.refresh_status().unwrap());
+    assert_eq!(state(&a), State::Active, "{:?}", a.evaluation());
+    assert!(a.evaluation().feature("sso"));
+    assert_eq!(a.verify_audit().unwrap().problem, None);
+}
+
+/// A license without a status URL is unchanged on a new state (the known
+/// limit: nothing to wait for).
+#[test]
+fn fresh_state_without_status_url_is_active() {
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    assert_eq!(state(&e.agent()), State::Active);
+}
+
+/// Regression (review Q24): a status signed before the installed license
+/// was issued is old news about it, and is refused.
+#[test]
+fn status_older_than_the_license_is_refused() {
+    let e = Env::new();
+    let mut l = e.license(1);
+    l.issued_at = e.t0 + SignedDuration::from_secs(3600);
+    e.write_license(&l, &e.lic_key);
+    e.clock.advance(2 * 3600);
+    let mut a = e.agent();
+    let err = a
+        .accept_status(&e.status("lic-1", StatusState::Active, e.t0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("before the installed license"), "{err}");
+}

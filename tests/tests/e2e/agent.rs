@@ -1337,3 +1337,261 @@ fn updater_refuses_a_v2_license_on_a_vm_clone() {
         .fails_with("the license does not entitle this host to 1.0.1: license is invalid: license is bound to other machines");
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
 }
+
+/// A status server on 127.0.0.1: the first request gets `status` at once,
+/// every later one a response dribbled at one byte a second (a slow or
+/// hostile server). Returns the URL and a flag raised when a dribbled
+/// answer has started.
+fn slow_status_server(status: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/status.json", listener.local_addr().unwrap());
+    let dribbling = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&dribbling);
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut s) = conn else { continue };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|k| k == 1) {
+                head.push(b[0]);
+            }
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                status.len()
+            )
+            .into_bytes();
+            answer.extend_from_slice(&status);
+            if n == 0 {
+                let _ = s.write_all(&answer);
+                continue;
+            }
+            let flag = std::sync::Arc::clone(&flag);
+            std::thread::spawn(move || {
+                flag.store(true, Ordering::SeqCst);
+                for byte in answer {
+                    if s.write_all(&[byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    (url, dribbling)
+}
+
+/// Regression (status fetch under the lock): the periodic status fetch
+/// held the agent's lock for up to `status.timeout_secs` (20 s), so a
+/// status server dribbling one byte a second stalled every endpoint that
+/// takes the lock (`/v1/version`, update triggers) and the license reload.
+/// Now the fetch runs without the lock: they answer within a second while
+/// the fetch hangs.
+#[test]
+fn slow_status_server_does_not_stall_the_api() {
+    let h = Host::new();
+    let status = h.path().join("agent-status.json");
+    h.f.charter(&[
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        "lic-1",
+        "--state",
+        "active",
+        "--out",
+        status.to_str().unwrap(),
+    ])
+    .ok();
+    let (url, dribbling) = slow_status_server(std::fs::read(&status).unwrap());
+    let a = start(
+        &h,
+        &["--status-url", &url],
+        &format!(
+            "[status]\nrefresh_secs = 10\njitter_secs = 0\ntimeout_secs = 20\n{}",
+            door_config(&h)
+        ),
+    );
+    // The first fetch, at start, was answered: the license is active.
+    let (_, v) = a.get("/v1/license");
+    assert_eq!(v["state"], "active", "{v}");
+    wait_until(
+        || dribbling.load(std::sync::atomic::Ordering::SeqCst),
+        "the second fetch started",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for (method, path) in [
+        ("GET", "/v1/version"),
+        ("POST", "/v1/update/status"),
+        ("GET", "/v1/update"),
+        ("GET", "/v1/license"),
+    ] {
+        let t = Instant::now();
+        let (code, body) = a.raw(
+            format!("{method} {path} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(code == 200 || code == 202, "{method} {path}: {code} {body}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{method} {path} took {:?} while a status fetch hangs",
+            t.elapsed()
+        );
+    }
+    // The license is still re-read while the fetch hangs.
+    std::fs::remove_file(h.path().join("agent/license")).unwrap();
+    let t = Instant::now();
+    wait_until(
+        || a.get("/v1/license").1["reasons"][0] == "no license installed",
+        "the removed license noticed",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "license reload took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Opens a connection that sends a request one byte a second for up to
+/// `secs` seconds; returns what the agent answered (empty when it just
+/// closed).
+fn slow_loris(socket: &Path, secs: u64) -> std::thread::JoinHandle<String> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    std::thread::spawn(move || {
+        let req = b"GET /v1/health HTTP/1.1\r\nHost: a-very-slow-client.example\r\n\r\n";
+        for b in req.iter().take(secs as usize) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+/// Regression (review Q40): the 30 s timeout was per read, so a peer
+/// sending one byte every few seconds held its connection slot for ever.
+/// Every request now has an overall deadline (`api.request_timeout_secs`):
+/// slow-loris connections filling every slot keep a well-behaved client out
+/// for no longer than that, and get a 408.
+#[test]
+fn slow_loris_connections_do_not_keep_clients_out_past_the_deadline() {
+    let h = Host::new();
+    let a = start(
+        &h,
+        &[],
+        "[api]\nmax_connections = 4\nmax_connections_per_uid = 4\nrequest_timeout_secs = 2\n",
+    );
+    // `spawn`'s probe connection is closed and its slot freed first.
+    assert_eq!(a.get("/v1/health").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let lorises: Vec<_> = (0..4).map(|_| slow_loris(&a.socket, 12)).collect();
+    wait_until(
+        || a.get("/v1/health").0 == 503 || t.elapsed() > Duration::from_secs(1),
+        "the slow clients hold every slot",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the slow clients never held every slot"
+    );
+    wait_until(|| a.get("/v1/health").0 == 200, "a slot freed");
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "kept out for {:?} with a 2 s request deadline",
+        t.elapsed()
+    );
+    for l in lorises {
+        let answer = l.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+}
+
+/// Not a test: the flood of refused connections for
+/// `refused_peers_cannot_exhaust_the_slots`, run as another uid. Does
+/// nothing without `CHARTER_TEST_FLOOD_SOCKET`.
+#[test]
+#[ignore = "a helper process for refused_peers_cannot_exhaust_the_slots"]
+fn helper_refused_flood() {
+    let Some(socket) = std::env::var_os("CHARTER_TEST_FLOOD_SOCKET") else {
+        return;
+    };
+    // Connections that send nothing and stay open, as many as it can for
+    // three seconds.
+    let mut held = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        if let Ok(s) = UnixStream::connect(&socket) {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("refused flood: {} connections opened", held.len());
+}
+
+/// Regression (review Q40): connections were counted before the peer was
+/// checked, so a stranger opening connections (each held up to 2 s around
+/// its 403) took the allowed peers' slots: 503s for the panel. Refused
+/// peers are now checked first and answered from a pool of their own.
+/// Needs root to run the flood as uid 65534.
+#[test]
+fn refused_peers_cannot_exhaust_the_slots() {
+    if !is_root() {
+        eprintln!("needs root to run a client as another uid: skipped");
+        return;
+    }
+    let h = Host::new();
+    let a = start(
+        &h,
+        &[],
+        "[api]\nmax_connections = 4\nrate_per_sec = 100\nburst = 100\n",
+    );
+    open_to_others(&h, &a.cfg);
+    use std::os::unix::process::CommandExt;
+    let flood = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "agent::helper_refused_flood",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CHARTER_TEST_FLOOD_SOCKET", &a.socket)
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut codes = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        codes.push(a.get("/v1/health").0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = flood.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let opened: usize = text
+        .split("refused flood: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        opened > 4,
+        "the flood opened more connections than slots: {text}"
+    );
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "an allowed peer got {codes:?} during a flood of {opened} refused connections"
+    );
+}
