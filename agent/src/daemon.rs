@@ -454,7 +454,12 @@ impl Agent {
                 ),
             });
         }
-        if st.status().issued_at < lic.issued_at {
+        // The status server and the license issuer are different machines
+        // with their own clocks: old news means older than the license by
+        // more than the clock tolerance.
+        let skew =
+            SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
+        if st.status().issued_at + skew < lic.issued_at {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(

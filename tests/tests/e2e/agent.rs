@@ -1342,7 +1342,9 @@ fn updater_refuses_a_v2_license_on_a_vm_clone() {
 /// every later one a response dribbled at one byte a second (a slow or
 /// hostile server). Returns the URL and a flag raised when a dribbled
 /// answer has started.
-fn slow_status_server(status: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn slow_status_server(
+    status: impl Fn() -> Vec<u8> + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/status.json", listener.local_addr().unwrap());
@@ -1356,6 +1358,7 @@ fn slow_status_server(status: Vec<u8>) -> (String, std::sync::Arc<std::sync::ato
             while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|k| k == 1) {
                 head.push(b[0]);
             }
+            let status = status();
             let mut answer = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
                 status.len()
@@ -1390,21 +1393,29 @@ fn slow_status_server(status: Vec<u8>) -> (String, std::sync::Arc<std::sync::ato
 #[test]
 fn slow_status_server_does_not_stall_the_api() {
     let h = Host::new();
-    let status = h.path().join("agent-status.json");
-    h.f.charter(&[
-        "license",
-        "status",
-        "--key",
-        "lic.key",
-        "--license-id",
-        "lic-1",
-        "--state",
-        "active",
-        "--out",
-        status.to_str().unwrap(),
-    ])
-    .ok();
-    let (url, dribbling) = slow_status_server(std::fs::read(&status).unwrap());
+    // Signed when asked for, so it is never issued before the license the
+    // agent holds (a status older than its license is refused).
+    let dir = h.path().to_owned();
+    let (url, dribbling) = slow_status_server(move || {
+        let status = dir.join("agent-status.json");
+        charter_tests::charter(
+            &dir,
+            &[
+                "license",
+                "status",
+                "--key",
+                "lic.key",
+                "--license-id",
+                "lic-1",
+                "--state",
+                "active",
+                "--out",
+                status.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        std::fs::read(&status).unwrap()
+    });
     let a = start(
         &h,
         &["--status-url", &url],
