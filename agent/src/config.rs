@@ -223,6 +223,13 @@ pub struct ClockCfg {
     pub tolerance_secs: u64,
 }
 
+impl ClockCfg {
+    /// `tolerance_secs` as a duration (values past `i64` read as the default).
+    pub fn tolerance(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::try_from(self.tolerance_secs).unwrap_or(300))
+    }
+}
+
 impl Default for ClockCfg {
     fn default() -> Self {
         ClockCfg {

@@ -180,9 +180,7 @@ impl Agent {
             host: &self.host,
             runtime: &self.loaded,
             now: self.clock.now(),
-            clock_tolerance: SignedDuration::from_secs(
-                i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300),
-            ),
+            clock_tolerance: self.cfg.clock.tolerance(),
         })
     }
 
@@ -457,9 +455,8 @@ impl Agent {
         // The status server and the license issuer are different machines
         // with their own clocks: old news means older than the license by
         // more than the clock tolerance.
-        let skew =
-            SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
-        if st.status().issued_at + skew < lic.issued_at {
+        let tolerance = self.cfg.clock.tolerance();
+        if st.status().issued_at + tolerance < lic.issued_at {
             return Err(Error::Invalid {
                 what: "license status",
                 reason: format!(
@@ -478,8 +475,6 @@ impl Agent {
             });
         }
         let now = self.clock.now();
-        let tolerance =
-            SignedDuration::from_secs(i64::try_from(self.cfg.clock.tolerance_secs).unwrap_or(300));
         if st.status().issued_at > now + tolerance {
             return Err(Error::Invalid {
                 what: "license status",

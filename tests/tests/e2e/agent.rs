@@ -438,21 +438,7 @@ fn license_file_changes_are_picked_up_without_restart() {
 fn status_document_suspends_and_reinstates() {
     let h = Host::new();
     let status = h.path().join("agent-status.json");
-    h.f.charter(&[
-        "license",
-        "status",
-        "--key",
-        "lic.key",
-        "--license-id",
-        "lic-1",
-        "--state",
-        "suspended",
-        "--reason",
-        "unpaid",
-        "--out",
-        status.to_str().unwrap(),
-    ])
-    .ok();
+    sign_status(&h, "lic-1", "suspended", &["--reason", "unpaid"], &status);
     let url = format!("file://{}", status.display());
     let a = start(&h, &["--status-url", &url, "--max-offline", "7d"], "");
     let st = a.cli(&["status", "--json"]).ok().json();
@@ -464,19 +450,7 @@ fn status_document_suspends_and_reinstates() {
     assert_eq!(code, 403, "{v}");
     // A status for another license does not apply.
     let other = h.path().join("other-status.json");
-    h.f.charter(&[
-        "license",
-        "status",
-        "--key",
-        "lic.key",
-        "--license-id",
-        "lic-2",
-        "--state",
-        "active",
-        "--out",
-        other.to_str().unwrap(),
-    ])
-    .ok();
+    sign_status(&h, "lic-2", "active", &[], &other);
     let inspect =
         h.f.charter(&[
             "license",
@@ -740,19 +714,13 @@ fn status_token_plain_then_encrypted_never_shown() {
     const TOKEN: &str = "st-tok-93be1f0c77aa";
     let h = Host::new();
     std::fs::create_dir_all(h.repo.join("status")).unwrap();
-    h.f.charter(&[
-        "license",
-        "status",
-        "--key",
-        "lic.key",
-        "--license-id",
+    sign_status(
+        &h,
         "lic-1",
-        "--state",
         "active",
-        "--out",
-        "repo/status/lic-1.json",
-    ])
-    .ok();
+        &[],
+        &h.path().join("repo/status/lic-1.json"),
+    );
     h.server
         .require_authorization(Some(&format!("Bearer {TOKEN}")));
     let url = format!("{}status/lic-1.json", h.server.url());
@@ -856,19 +824,7 @@ fn status_token_plain_then_encrypted_never_shown() {
 fn tampered_state_reestablished_audit_verifies_and_says_why() {
     let h = Host::new();
     let status = h.path().join("agent-status.json");
-    h.f.charter(&[
-        "license",
-        "status",
-        "--key",
-        "lic.key",
-        "--license-id",
-        "lic-1",
-        "--state",
-        "active",
-        "--out",
-        status.to_str().unwrap(),
-    ])
-    .ok();
+    sign_status(&h, "lic-1", "active", &[], &status);
     let url = format!("file://{}", status.display());
     let a = start(&h, &["--status-url", &url, "--max-offline", "7d"], "");
     assert_eq!(a.cli(&["status", "--json"]).ok().json()["state"], "active");
@@ -1605,4 +1561,24 @@ fn refused_peers_cannot_exhaust_the_slots() {
         codes.iter().all(|c| *c == 200),
         "an allowed peer got {codes:?} during a flood of {opened} refused connections"
     );
+}
+
+/// Signs a license status document with `lic.key` into `out`
+/// (`charter license status`), with `extra` arguments.
+fn sign_status(h: &Host, license_id: &str, state: &str, extra: &[&str], out: &Path) {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "license",
+        "status",
+        "--key",
+        "lic.key",
+        "--license-id",
+        license_id,
+        "--state",
+        state,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    h.f.charter(&args).ok();
 }
