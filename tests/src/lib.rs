@@ -36,6 +36,41 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A copy of an executable that another uid can run: the tests that run a
+/// client as uid 65534 (root only) cannot exec the binaries in `target/`
+/// when the checkout sits under a directory only its owner may enter (a
+/// `mktemp -d` clone is 0700). The copy lives in a fresh 0755 directory of
+/// the system temp dir and goes with this value.
+#[derive(Debug)]
+pub struct OtherUidExe {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl OtherUidExe {
+    /// Copies `exe` (a workspace binary from [`bin`] or this test binary
+    /// from `std::env::current_exe`) so that any uid can run it.
+    pub fn new(exe: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("charter-other-uid-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join(exe.file_name().unwrap());
+        std::fs::copy(exe, &path)
+            .unwrap_or_else(|e| panic!("copying {} for another uid: {e}", exe.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        OtherUidExe { dir, path }
+    }
+
+    /// Where the copy is.
+    pub fn path(&self) -> &Path {
+        debug_assert!(self.path.starts_with(self.dir.path()));
+        &self.path
+    }
+}
+
 /// The result of running a binary.
 #[derive(Debug)]
 pub struct Output {

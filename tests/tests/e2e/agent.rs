@@ -268,9 +268,10 @@ fn other_uid_gets_403() {
         std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(&a.cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let agent = charter_tests::OtherUidExe::new(&charter_tests::bin("charter-agent"));
     let run_as_nobody = |args: &[&str]| {
         use std::os::unix::process::CommandExt;
-        Command::new(charter_tests::bin("charter-agent"))
+        Command::new(agent.path())
             .args(args)
             .env("CHARTER_AGENT_CONFIG", &a.cfg)
             .uid(65534)
@@ -299,7 +300,7 @@ fn other_uid_gets_403() {
     }
     std::fs::set_permissions(&a2.cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     use std::os::unix::process::CommandExt;
-    let out = Command::new(charter_tests::bin("charter-agent"))
+    let out = Command::new(agent.path())
         .args(["check-feature", "backups"])
         .env("CHARTER_AGENT_CONFIG", &a2.cfg)
         .uid(65534)
@@ -1061,7 +1062,8 @@ fn refused_peer_always_gets_its_403() {
     let a = start(&h, &[], "");
     open_to_others(&h, &a.cfg);
     use std::os::unix::process::CommandExt;
-    let out = Command::new(std::env::current_exe().unwrap())
+    let me = charter_tests::OtherUidExe::new(&std::env::current_exe().unwrap());
+    let out = Command::new(me.path())
         .args([
             "--exact",
             "agent::helper_refused_client",
@@ -1124,9 +1126,10 @@ fn group_added_after_start_is_allowed_without_restart() {
         ),
     );
     open_to_others(&h, &a.cfg);
+    let agent = charter_tests::OtherUidExe::new(&charter_tests::bin("charter-agent"));
     let as_panel = || {
         use std::os::unix::process::CommandExt;
-        Command::new(charter_tests::bin("charter-agent"))
+        Command::new(agent.path())
             .args(["check-feature", "backups"])
             .env("CHARTER_AGENT_CONFIG", &a.cfg)
             .uid(65534)
@@ -1519,7 +1522,8 @@ fn refused_peers_cannot_exhaust_the_slots() {
     );
     open_to_others(&h, &a.cfg);
     use std::os::unix::process::CommandExt;
-    let flood = Command::new(std::env::current_exe().unwrap())
+    let me = charter_tests::OtherUidExe::new(&std::env::current_exe().unwrap());
+    let flood = Command::new(me.path())
         .args([
             "--exact",
             "agent::helper_refused_flood",
