@@ -203,3 +203,114 @@ fn sigkill_during_the_health_check() {
         "{last}"
     );
 }
+
+/// The journal fixtures: what the previous release of charter-update left
+/// in its state dir when it crashed at these failpoints (written by
+/// `write_journal_fixtures` with that release's binaries). The host's own
+/// path in them is `@HOST@`.
+const JOURNAL_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/journal-0.1.0");
+
+/// (fixture, failpoint, rollback scenario, release expected after recovery)
+const JOURNAL_CASES: &[(&str, &str, bool, &str)] = &[
+    ("apply-after-staged", "apply:after-staged", false, "1.0.0"),
+    ("apply-after-swap", "apply:after-swap", false, "1.0.0"),
+    ("apply-after-restart", "apply:after-restart", false, "1.0.0"),
+    ("apply-after-healthy", "apply:after-healthy", false, "2.0.0"),
+    ("rollback-after-swap", "rollback:after-swap", true, "2.0.0"),
+];
+
+/// The files of the state dir a transaction writes (the others, signed
+/// metadata under the test's own keys, stay the host's).
+const JOURNAL_FILES: &[&str] = &["journal.json", "state.json", "history.jsonl", "backups"];
+
+/// Brings a host to the crash of `fp` (1.0.0 to 2.0.0, or 2.0.0 to an
+/// unhealthy 3.0.0 that rolls back).
+fn crash_at(fp: &str, rollback: bool) -> Host {
+    let h = host();
+    if rollback {
+        h.update(&["apply"]).ok();
+        h.publish("3.0.0", false, "listen = 3\n", &[]);
+    }
+    let out = h.update_env(&["apply"], &[("CHARTER_FAILPOINT", fp)]);
+    assert!(
+        out.stderr.contains(&format!("failpoint {fp}")),
+        "{fp}: {out:?}"
+    );
+    h
+}
+
+/// An update interrupted by the previous release of charter-update is
+/// recovered by this one: the host is brought to the same crash, then its
+/// journal, state, history and backups are replaced by the bytes the
+/// previous release wrote there (tests/fixtures/journal-0.1.0). A change of
+/// these formats that the new binary cannot read fails here.
+#[test]
+fn journal_written_by_the_previous_release_is_recovered() {
+    for (name, fp, rollback, expect) in JOURNAL_CASES {
+        let h = crash_at(fp, *rollback);
+        let state = h.root.join("state");
+        let host = h.root.to_str().unwrap();
+        let fixture = std::path::Path::new(JOURNAL_FIXTURES).join(name);
+        assert!(fixture.join("journal.json").is_file(), "{name}: no fixture");
+        for f in JOURNAL_FILES {
+            let _ = std::fs::remove_dir_all(state.join(f));
+            let _ = std::fs::remove_file(state.join(f));
+        }
+        copy_tree(&fixture, &state, &|text| text.replace("@HOST@", host));
+        let journal = std::fs::read_to_string(state.join("journal.json")).unwrap();
+        assert!(!journal.contains("@HOST@"), "{name}");
+        assert_consistent(&h, expect, name);
+        let st = h.status();
+        if *rollback {
+            assert_eq!(st["bad"][0], "3.0.0", "{name}: {st}");
+        } else {
+            assert_eq!(st["bad"], serde_json::json!([]), "{name}: {st}");
+        }
+    }
+}
+
+/// Copies a fixture directory, passing each file's text through `edit`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path, edit: &dyn Fn(&str) -> String) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst, edit);
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700)).unwrap();
+        } else {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(&dst, edit(&text)).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
+/// Writes the journal fixtures with the binaries of this build: run it
+/// with the release whose journal format the next one must read
+/// (`CHARTER_WRITE_JOURNAL_FIXTURES=<dir> cargo test ... -- --ignored`).
+#[test]
+#[ignore = "writes fixtures for journal_written_by_the_previous_release_is_recovered"]
+fn write_journal_fixtures() {
+    let Some(out) = std::env::var_os("CHARTER_WRITE_JOURNAL_FIXTURES") else {
+        return;
+    };
+    let out = std::path::Path::new(&out);
+    for (name, fp, rollback, _) in JOURNAL_CASES {
+        let h = crash_at(fp, *rollback);
+        let host = h.root.to_str().unwrap().to_owned();
+        let dst = out.join(name);
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in JOURNAL_FILES {
+            let src = h.root.join("state").join(f);
+            if src.is_dir() {
+                copy_tree(&src, &dst.join(f), &|text| text.replace(&host, "@HOST@"));
+            } else if src.is_file() {
+                let text = std::fs::read_to_string(&src).unwrap();
+                std::fs::write(dst.join(f), text.replace(&host, "@HOST@")).unwrap();
+            }
+        }
+    }
+}
