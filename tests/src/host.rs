@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use charter_keys::dsse::{Envelope, PAYLOAD_CHANNEL, PAYLOAD_MANIFEST};
 use charter_keys::secret::{SecretKey, Signer};
-use charter_updater::channel::{ChannelPointer, ManifestRef};
-use charter_updater::manifest::{Manifest, Sha256Digest};
+use charter_release::channel::{ChannelPointer, ManifestRef};
+use charter_release::manifest::{Manifest, Sha256Digest};
 use sha2::Digest;
 
 use crate::server::TestServer;
@@ -268,7 +268,7 @@ impl Host {
             channel: "stable".into(),
             version: version.parse().unwrap(),
             manifest: ManifestRef {
-                path: charter_updater::path::ArchivePath::new(
+                path: charter_release::path::ArchivePath::new(
                     &format!("releases/panel/{version}/manifest.json"),
                     4096,
                 )

@@ -16,8 +16,9 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::manifest::Sha256Digest;
 use crate::{Error, Result};
+use charter_release::Error as ReleaseError;
+use charter_release::manifest::Sha256Digest;
 
 /// Largest file backed up (configs and licenses are small).
 const MAX_FILE: u64 = 16 << 20;
@@ -101,14 +102,15 @@ fn read_plain(path: &Path) -> Result<Option<(Vec<u8>, std::fs::Metadata)>> {
         return Ok(None);
     }
     if md.len() > MAX_FILE {
-        return Err(Error::InvalidInput {
+        return Err(ReleaseError::InvalidInput {
             what: "backup",
             reason: format!(
                 "{} is {} bytes, more than {MAX_FILE}",
                 path.display(),
                 md.len()
             ),
-        });
+        }
+        .into());
     }
     let mut buf = Vec::with_capacity(md.len() as usize);
     file.take(MAX_FILE + 1)
@@ -157,7 +159,7 @@ pub fn take(
         created: now,
         files,
     };
-    let json = serde_json::to_vec_pretty(&b).map_err(|e| Error::InvalidInput {
+    let json = serde_json::to_vec_pretty(&b).map_err(|e| ReleaseError::InvalidInput {
         what: "backup",
         reason: e.to_string(),
     })?;
@@ -217,11 +219,12 @@ pub fn restore(state: &Path, b: &Backup, license: bool) -> Result<Vec<PathBuf>> 
         let src = base.join(&f.stored);
         let bytes = charter_keys::fsutil::read_capped(&src, MAX_FILE, "a backed-up file")?;
         if Sha256Digest(sha2::Sha256::digest(&bytes).into()) != f.sha256 {
-            return Err(Error::DigestMismatch {
+            return Err(ReleaseError::DigestMismatch {
                 what: format!("backup copy of {}", f.path.display()),
                 expected: f.sha256.to_string(),
                 found: Sha256Digest(sha2::Sha256::digest(&bytes).into()).to_string(),
-            });
+            }
+            .into());
         }
         // A symlink planted where the file was is replaced, not followed.
         if std::fs::symlink_metadata(&f.path).is_ok_and(|m| m.file_type().is_symlink()) {

@@ -7,13 +7,14 @@ use serde::Deserialize;
 
 use crate::auto::{AutoPolicy, Automatic};
 use crate::extract::SetuidPolicy;
-use crate::manifest::{HealthCheck, compile_globs, validate_product};
 use crate::notify::NotifyConfig;
-use crate::path::ArchivePath;
 use crate::plain::PlainConfig;
-use crate::policy::{Require, SignaturesConfig};
+use crate::policy::SignaturesConfig;
 use crate::{Error, Result};
 use charter_keys::confsecret::{MasterKey, SecretValue};
+use charter_release::manifest::{HealthCheck, compile_globs, validate_product};
+use charter_release::path::ArchivePath;
+use charter_release::signatures::Require;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/charter.toml";
@@ -392,7 +393,7 @@ impl Config {
             }
         }
         if let Some(su) = &cfg.self_update {
-            crate::path::ArchivePath::new(&su.binary, 4096)
+            charter_release::path::ArchivePath::new(&su.binary, 4096)
                 .map_err(|e| bad(format!("self_update.binary: {e}")))?;
         }
         Ok(cfg)

@@ -1,10 +1,14 @@
 use std::path::PathBuf;
 
-/// Everything that can go wrong in the release domain. Attack outcomes have
+/// Everything that can go wrong on the host (what is wrong with release
+/// metadata itself is a [`charter_release::Error`]). Attack outcomes have
 /// variants of their own; every variant names the file, path or field.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Release metadata or a release tree that is not valid.
+    #[error(transparent)]
+    Release(#[from] charter_release::Error),
     /// A signature, envelope or key problem.
     #[error(transparent)]
     Keys(#[from] charter_keys::Error),
@@ -18,88 +22,6 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: std::io::Error,
-    },
-    /// A path inside a release that could escape the tree or is not
-    /// representable.
-    #[error("unsafe path `{path}`: {reason}")]
-    UnsafePath {
-        /// The path as found (lossily printed).
-        path: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
-    /// A device, FIFO or socket in a release tree.
-    #[error("{} is a {kind}; releases may hold only files, directories and symlinks", path.display())]
-    SpecialFile {
-        /// The file.
-        path: PathBuf,
-        /// What it is.
-        kind: &'static str,
-    },
-    /// A symlink whose target leaves the release tree.
-    #[error("symlink {} points to `{target}`, outside the release tree", path.display())]
-    SymlinkEscape {
-        /// The link.
-        path: PathBuf,
-        /// Its target.
-        target: String,
-    },
-    /// A file that changed size while it was being read.
-    #[error("{} changed while it was being read; try again on a quiet tree", path.display())]
-    FileChanged {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The release's signatures do not meet the host's signature policy
-    /// (`[signatures]`): which part failed, and why.
-    #[error("signature policy not met: {0}")]
-    SignaturePolicy(String),
-    /// A manifest that parsed but is not valid.
-    #[error("invalid manifest: {0}")]
-    InvalidManifest(String),
-    /// A manifest past its expiry.
-    #[error("{what} expired at {expires} (now {now})")]
-    Expired {
-        /// What expired ("manifest for panel 1.2.0").
-        what: String,
-        /// Expiry.
-        expires: jiff::Timestamp,
-        /// Now.
-        now: jiff::Timestamp,
-    },
-    /// Bytes whose digest is not the one the signed metadata states.
-    #[error("{what}: sha256 {found}, expected {expected}")]
-    DigestMismatch {
-        /// What was hashed.
-        what: String,
-        /// Digest in the signed metadata.
-        expected: String,
-        /// Digest of the bytes.
-        found: String,
-    },
-    /// Bytes whose length is not the one the signed metadata states.
-    #[error("{what}: {found} bytes, expected {expected}")]
-    SizeMismatch {
-        /// What was measured.
-        what: String,
-        /// Size in the signed metadata.
-        expected: u64,
-        /// Size found.
-        found: u64,
-    },
-    /// An output file that already exists (nothing is overwritten).
-    #[error("{} already exists; remove it or choose another output", path.display())]
-    OutputExists {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A bad glob pattern.
-    #[error("invalid glob `{pattern}`: {reason}")]
-    InvalidGlob {
-        /// The pattern.
-        pattern: String,
-        /// The parser's complaint.
-        reason: String,
     },
     /// A repository document that does not exist.
     #[error("{url}: not found")]
@@ -145,24 +67,6 @@ pub enum Error {
     MissingEntry {
         /// The entry.
         path: String,
-    },
-    /// An archive entry that differs from its manifest entry.
-    #[error("archive entry `{path}` {reason}")]
-    EntryMismatch {
-        /// The entry.
-        path: String,
-        /// How it differs.
-        reason: String,
-    },
-    /// A hard link, device or FIFO in an archive.
-    #[error(
-        "archive entry `{path}` is a {kind}; releases hold only files, directories and symlinks"
-    )]
-    ForbiddenEntry {
-        /// The entry.
-        path: String,
-        /// What it is.
-        kind: &'static str,
     },
     /// A decompressed stream larger than the manifest justifies.
     #[error(
@@ -265,38 +169,12 @@ pub enum Error {
         /// Exit status or timeout, and the last lines of output.
         reason: String,
     },
-    /// A plain artifact (docs/SPEC.md §13.5) that cannot be installed.
-    #[error("plain artifact: {what} {reason}")]
-    PlainArtifact {
-        /// The file or entry.
-        what: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// A config file that does not parse or is not valid.
     #[error("config {}: {reason}", path.display())]
     Config {
         /// The file.
         path: PathBuf,
         /// What is wrong, with the field name.
-        reason: String,
-    },
-    /// Two signed documents (or a document and the host) disagree.
-    #[error("{what} names {found}, expected {expected}")]
-    Mismatch {
-        /// Which document.
-        what: &'static str,
-        /// What the host or the other document expects.
-        expected: String,
-        /// What it says.
-        found: String,
-    },
-    /// A bad argument to a library call (product name, version, ...).
-    #[error("invalid {what}: {reason}")]
-    InvalidInput {
-        /// Which input.
-        what: &'static str,
-        /// What is wrong with it.
         reason: String,
     },
 }

@@ -15,9 +15,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{ArtifactFormat, Entry, Manifest, Sha256Digest};
-use crate::path::ArchivePath;
-use crate::{Error, Limits, Result};
+use crate::{Error, Result};
+use charter_release::Error as ReleaseError;
+use charter_release::Limits;
+use charter_release::manifest::{ArtifactFormat, Entry, Manifest, Sha256Digest};
+use charter_release::path::ArchivePath;
 
 /// What was staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,10 +196,12 @@ pub fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> Result<Str
         .link_name_bytes()
         .map(|b| b.into_owned())
         .unwrap_or_default();
-    String::from_utf8(raw).map_err(|_| Error::UnsafePath {
-        path: path.chars().take(300).collect(),
-        reason: "symlink target not valid UTF-8",
-    })
+    String::from_utf8(raw)
+        .map_err(|_| ReleaseError::UnsafePath {
+            path: path.chars().take(300).collect(),
+            reason: "symlink target not valid UTF-8",
+        })
+        .map_err(crate::Error::from)
 }
 
 /// The largest tar stream a manifest can justify: headers, long-name
@@ -299,18 +303,20 @@ pub fn extract_with(
     };
     let artifact = &manifest.artifact;
     if count != artifact.size {
-        return Err(Error::SizeMismatch {
+        return Err(ReleaseError::SizeMismatch {
             what: format!("artifact {}", artifact.name),
             expected: artifact.size,
             found: count,
-        });
+        }
+        .into());
     }
     if digest != artifact.sha256 {
-        return Err(Error::DigestMismatch {
+        return Err(ReleaseError::DigestMismatch {
             what: format!("artifact {}", artifact.name),
             expected: artifact.sha256.to_string(),
             found: digest.to_string(),
-        });
+        }
+        .into());
     }
     Ok(staged)
 }
@@ -451,10 +457,11 @@ fn unpack(
             &text
         };
         if std::str::from_utf8(&raw).is_err() {
-            return Err(Error::UnsafePath {
+            return Err(ReleaseError::UnsafePath {
                 path: text,
                 reason: "not valid UTF-8",
-            });
+            }
+            .into());
         }
         if layout.plain && kind == tar::EntryType::XGlobalHeader {
             continue;
@@ -476,10 +483,11 @@ fn unpack(
                 | tar::EntryType::Symlink
         );
         if !allowed {
-            return Err(Error::ForbiddenEntry {
+            return Err(ReleaseError::ForbiddenEntry {
                 path: path.to_string(),
                 kind: forbidden_kind(kind),
-            });
+            }
+            .into());
         }
         // 2. Listed, once.
         let Some(want) = expected.get(path.as_str()) else {
@@ -490,20 +498,22 @@ fn unpack(
         // A directory created earlier because the archive implied it.
         let late_dir = kind == tar::EntryType::Directory && implied.remove(path.as_str());
         if !late_dir && !seen.insert(path.as_str().to_owned()) {
-            return Err(Error::EntryMismatch {
+            return Err(ReleaseError::EntryMismatch {
                 path: path.to_string(),
                 reason: "appears twice in the archive".into(),
-            });
+            }
+            .into());
         }
         // 6. Parent first (plain archives: created now when implied).
         if let Some(parent) = path.parent()
             && !dir_set.contains(parent)
         {
             if !layout.plain {
-                return Err(Error::EntryMismatch {
+                return Err(ReleaseError::EntryMismatch {
                     path: path.to_string(),
                     reason: format!("comes before its directory `{parent}`"),
-                });
+                }
+                .into());
             }
             implied_dirs(
                 parent,
@@ -522,7 +532,7 @@ fn unpack(
             .mode()
             .map_err(|e| stream_error(staging, e))?
             & 0o7777;
-        let mismatch = |reason: String| Error::EntryMismatch {
+        let mismatch = |reason: String| ReleaseError::EntryMismatch {
             path: path.to_string(),
             reason,
         };
@@ -530,7 +540,7 @@ fn unpack(
         match (kind, want) {
             (tar::EntryType::Directory, Entry::Dir { mode: m, .. }) => {
                 if mode != *m {
-                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
+                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")).into());
                 }
                 if !late_dir {
                     DirBuilder::new()
@@ -551,13 +561,13 @@ fn unpack(
                 },
             ) => {
                 if mode != *m {
-                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")));
+                    return Err(mismatch(format!("mode {mode:o}, manifest says {m:o}")).into());
                 }
                 // The size the tar reader goes by (a pax record's, when
                 // there is one).
                 let declared = entry.size();
                 if declared != *size {
-                    return Err(mismatch(format!("{declared} bytes, manifest says {size}")));
+                    return Err(mismatch(format!("{declared} bytes, manifest says {size}")).into());
                 }
                 let mut file = OpenOptions::new()
                     .write(true)
@@ -579,17 +589,18 @@ fn unpack(
                     written += n as u64;
                 }
                 if written != *size {
-                    return Err(mismatch(format!(
-                        "{written} bytes arrived, manifest says {size}"
-                    )));
+                    return Err(
+                        mismatch(format!("{written} bytes arrived, manifest says {size}")).into(),
+                    );
                 }
                 let got = Sha256Digest(h.finalize().into());
                 if got != *sha256 {
-                    return Err(Error::DigestMismatch {
+                    return Err(ReleaseError::DigestMismatch {
                         what: format!("file {path}"),
                         expected: sha256.to_string(),
                         found: got.to_string(),
-                    });
+                    }
+                    .into());
                 }
                 file.set_permissions(std::fs::Permissions::from_mode(*m))
                     .map_err(|e| Error::io("chmod", &dest, e))?;
@@ -602,9 +613,9 @@ fn unpack(
             (tar::EntryType::Symlink, Entry::Symlink { target, .. }) => {
                 let link = link_target(&entry, path.as_str())?;
                 if link != *target {
-                    return Err(mismatch(format!(
-                        "links to `{link}`, manifest says `{target}`"
-                    )));
+                    return Err(
+                        mismatch(format!("links to `{link}`, manifest says `{target}`")).into(),
+                    );
                 }
                 std::os::unix::fs::symlink(target, &dest)
                     .map_err(|e| Error::io("create symlink", &dest, e))?;
@@ -617,7 +628,8 @@ fn unpack(
                 };
                 return Err(mismatch(format!(
                     "is a {kind:?} in the archive, the manifest says {want}"
-                )));
+                ))
+                .into());
             }
         }
     }

@@ -6,6 +6,7 @@
 //! backoff, and refuse a single byte beyond the signed size (docs/SPEC.md
 //! §11.2).
 
+use charter_release::Error as ReleaseError;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -330,14 +331,14 @@ impl Fetcher {
         max: u64,
         dest: &mut std::fs::File,
         dest_dir: &std::path::Path,
-    ) -> Result<(crate::manifest::Sha256Digest, u64)> {
+    ) -> Result<(charter_release::manifest::Sha256Digest, u64)> {
         use sha2::Digest as _;
         let url = self.url_of(rel);
         let mut got = Progress::default();
         got.restart(dest, dest_dir)?;
         self.retrying(|| self.download_once(&url, rel, max, dest, dest_dir, &mut got))?;
         Ok((
-            crate::manifest::Sha256Digest(got.hasher.clone().finalize().into()),
+            charter_release::manifest::Sha256Digest(got.hasher.clone().finalize().into()),
             got.written,
         ))
     }
@@ -515,11 +516,12 @@ impl Fetcher {
                     .map_err(|e| Error::io("stat", &path, e))?
                     .len();
                 if len != size {
-                    return Err(Error::SizeMismatch {
+                    return Err(ReleaseError::SizeMismatch {
                         what: url,
                         expected: size,
                         found: len,
-                    });
+                    }
+                    .into());
                 }
                 Ok(Box::new(file.take(size)))
             }
@@ -666,11 +668,12 @@ impl ResumingReader<'_> {
                 });
             }
             if len < expected {
-                return Err(Error::SizeMismatch {
+                return Err(ReleaseError::SizeMismatch {
                     what: format!("{} (Content-Length)", self.url),
                     expected,
                     found: len,
-                });
+                }
+                .into());
             }
         }
         let mut body: Box<dyn Read + Send> =

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use charter_keys::confsecret::SecretValue;
+use charter_release::Error as ReleaseError;
 use hmac::{KeyInit, Mac};
 use jiff::Timestamp;
 use semver::Version;
@@ -229,10 +230,11 @@ impl Notifier {
             Some(t),
         )?;
         if key.as_ref().is_some_and(|k| k.is_empty()) {
-            return Err(crate::Error::InvalidInput {
+            return Err(ReleaseError::InvalidInput {
                 what: "notify.secret",
                 reason: "is empty".into(),
-            });
+            }
+            .into());
         }
         Ok(Notifier {
             url: cfg.url.clone(),

@@ -40,12 +40,14 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{
+use crate::Result;
+use charter_release::Error as ReleaseError;
+use charter_release::Limits;
+use charter_release::manifest::{
     Artifact, ArtifactFormat, CosignProof, Entry, Manifest, Sha256Digest, compile_globs,
 };
-use crate::path::ArchivePath;
-use crate::policy::CosignCheck;
-use crate::{Error, Limits, Result};
+use charter_release::path::ArchivePath;
+use charter_release::signatures::CosignCheck;
 
 /// Largest checksum file read (goreleaser's checksums.txt for hundreds of
 /// artifacts is a few tens of KiB).
@@ -181,12 +183,13 @@ impl PlainConfig {
         } else if a.ends_with(".tar.zst") || a.ends_with(".tzst") {
             Ok(ArtifactFormat::TarZst)
         } else {
-            Err(Error::InvalidInput {
+            Err(ReleaseError::InvalidInput {
                 what: "plain.artifact",
                 reason: format!(
                     "`{a}` does not end in .tar.gz, .tgz, .tar.zst or .tzst; set plain.format"
                 ),
-            })
+            }
+            .into())
         }
     }
 
@@ -198,10 +201,10 @@ impl PlainConfig {
             .checksums
             .as_deref()
             .map_or_else(|| format!("{artifact}.sha256"), r);
-        let bundle = self
-            .bundle
-            .as_deref()
-            .map_or_else(|| format!("{checksums}{}", crate::policy::BUNDLE_SUFFIX), r);
+        let bundle = self.bundle.as_deref().map_or_else(
+            || format!("{checksums}{}", charter_release::signatures::BUNDLE_SUFFIX),
+            r,
+        );
         Located {
             file_name: artifact.rsplit('/').next().unwrap_or("").to_owned(),
             artifact,
@@ -216,12 +219,13 @@ impl PlainConfig {
     /// `allow_prerelease`.
     pub fn admit_version(&self, v: &Version) -> Result<()> {
         if !self.allow_prerelease && (!v.pre.is_empty() || !v.build.is_empty()) {
-            return Err(Error::PlainArtifact {
+            return Err(ReleaseError::PlainArtifact {
                 what: format!("version {v}"),
                 reason: "is a pre-release or carries build metadata; set \
                          plain.allow_prerelease = true to install such versions"
                     .into(),
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -250,7 +254,7 @@ impl PlainConfig {
             // the template gives exactly one name.
             return Ok(());
         }
-        let lines = checksum_lines(checksums).map_err(|reason| Error::PlainArtifact {
+        let lines = checksum_lines(checksums).map_err(|reason| ReleaseError::PlainArtifact {
             what: "checksum file".into(),
             reason,
         })?;
@@ -259,14 +263,15 @@ impl PlainConfig {
             .into_iter()
             .find(|o| o != v && (o.major, o.minor, o.patch) == (v.major, v.minor, v.patch));
         match other {
-            Some(o) => Err(Error::PlainArtifact {
+            Some(o) => Err(ReleaseError::PlainArtifact {
                 what: format!("version {v}"),
                 reason: format!(
                     "is ambiguous: the signed checksum file also lists a file that reads as \
                      version {o} under plain.artifact; delimit the version in the template \
                      (e.g. panel_{{version}}_linux_amd64.tar.gz)"
                 ),
-            }),
+            }
+            .into()),
             None => Ok(()),
         }
     }
@@ -288,15 +293,15 @@ fn check_template(name: &str, t: &str) -> std::result::Result<(), String> {
 
 /// Reads the version a `latest` file names: one line, an optional `v`.
 pub fn parse_latest(bytes: &[u8]) -> Result<Version> {
-    let bad = |reason: String| Error::InvalidInput {
+    let bad = |reason: String| ReleaseError::InvalidInput {
         what: "latest file",
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
     let t = text.trim();
     let t = t.strip_prefix('v').unwrap_or(t);
-    t.parse()
-        .map_err(|e| bad(format!("`{}` is not a version: {e}", t.escape_debug())))
+    Ok(t.parse()
+        .map_err(|e| bad(format!("`{}` is not a version: {e}", t.escape_debug())))?)
 }
 
 /// What [`checksum_for`] makes of a checksum file of one line that names
@@ -485,9 +490,11 @@ impl Checked {
             &cosign.policy,
             &cosign.root,
         )
-        .map_err(|e| Error::SignaturePolicy(format!("cosign bundle {}: {e}", located.bundle)))?;
+        .map_err(|e| {
+            ReleaseError::SignaturePolicy(format!("cosign bundle {}: {e}", located.bundle))
+        })?;
         let sha256 = checksum_for(checksums, &located.file_name, NamelessLine::Refuse).map_err(
-            |reason| Error::PlainArtifact {
+            |reason| ReleaseError::PlainArtifact {
                 what: located.checksums.clone(),
                 reason,
             },
@@ -534,10 +541,11 @@ pub fn normalize(
         return if is_dir {
             Ok(None)
         } else {
-            Err(Error::UnsafePath {
+            Err(ReleaseError::UnsafePath {
                 path: raw.chars().take(300).collect(),
                 reason: "empty path",
-            })
+            }
+            .into())
         };
     }
     // The whole path first: a `..` is refused even where it would be
@@ -553,16 +561,19 @@ pub fn normalize(
     }
     match parts.next() {
         Some(rest) if dropped == strip && !rest.is_empty() => {
-            ArchivePath::new(rest, limits.max_path_bytes).map(Some)
+            ArchivePath::new(rest, limits.max_path_bytes)
+                .map(Some)
+                .map_err(crate::Error::from)
         }
         // The top directory being stripped (`panel-1.4.0/`).
         None if is_dir && dropped == strip => Ok(None),
-        _ => Err(Error::PlainArtifact {
+        _ => Err(ReleaseError::PlainArtifact {
             what: raw.chars().take(300).collect(),
             reason: format!(
                 "has fewer than the {strip} leading component(s) plain.strip_components drops"
             ),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -575,10 +586,11 @@ fn kind_of(kind: tar::EntryType, path: &str) -> Result<Option<tar::EntryType>> {
         | tar::EntryType::Continuous
         | tar::EntryType::Directory
         | tar::EntryType::Symlink) => Ok(Some(k)),
-        other => Err(Error::ForbiddenEntry {
+        other => Err(ReleaseError::ForbiddenEntry {
             path: path.chars().take(300).collect(),
             kind: crate::extract::forbidden_kind(other),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -600,7 +612,7 @@ pub fn scan(
     let decoder: Box<dyn Read + '_> = match format {
         ArtifactFormat::TarZst => {
             Box::new(zstd::stream::read::Decoder::new(artifact).map_err(|e| {
-                Error::PlainArtifact {
+                ReleaseError::PlainArtifact {
                     what: what.into(),
                     reason: format!("zstd: {e}"),
                 }
@@ -610,14 +622,14 @@ pub fn scan(
     };
     let mut bounded = crate::extract::bounded(decoder, max_unpacked);
     let corrupt = |e: std::io::Error| match crate::extract::bound_exceeded(&e) {
-        Some(max) => Error::PlainArtifact {
+        Some(max) => ReleaseError::PlainArtifact {
             what: what.into(),
             reason: format!(
                 "unpacks to more than the {max} bytes plain.max_unpacked_size allows \
                  (decompression bomb?)"
             ),
         },
-        None => Error::PlainArtifact {
+        None => ReleaseError::PlainArtifact {
             what: what.into(),
             reason: format!("does not unpack: {e}"),
         },
@@ -628,7 +640,7 @@ pub fn scan(
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw_bytes = entry.path_bytes().into_owned();
-        let raw = std::str::from_utf8(&raw_bytes).map_err(|_| Error::UnsafePath {
+        let raw = std::str::from_utf8(&raw_bytes).map_err(|_| ReleaseError::UnsafePath {
             path: String::from_utf8_lossy(&raw_bytes)
                 .chars()
                 .take(300)
@@ -642,20 +654,22 @@ pub fn scan(
             continue;
         };
         if found.len() >= limits.max_files {
-            return Err(Error::PlainArtifact {
+            return Err(ReleaseError::PlainArtifact {
                 what: what.into(),
                 reason: format!("has more than {} entries", limits.max_files),
-            });
+            }
+            .into());
         }
         let mode = entry.header().mode().map_err(corrupt)? & 0o7777;
         if mode & 0o7000 != 0 {
-            return Err(Error::PlainArtifact {
+            return Err(ReleaseError::PlainArtifact {
                 what: path.to_string(),
                 reason: format!(
                     "has mode {mode:o}: setuid, setgid and sticky bits need a signed charter \
                      manifest"
                 ),
-            });
+            }
+            .into());
         }
         let e = match kind {
             tar::EntryType::Directory => Entry::Dir {
@@ -681,7 +695,7 @@ pub fn scan(
                     size += n as u64;
                 }
                 Entry::File {
-                    kind: crate::tree::classify(&path, mode, config),
+                    kind: charter_release::tree::classify(&path, mode, config),
                     path: path.clone(),
                     mode,
                     size,
@@ -690,10 +704,11 @@ pub fn scan(
             }
         };
         if found.insert(path.clone(), e).is_some() {
-            return Err(Error::EntryMismatch {
+            return Err(ReleaseError::EntryMismatch {
                 path: path.to_string(),
                 reason: "appears twice in the archive".into(),
-            });
+            }
+            .into());
         }
     }
     // The rest of the stream, so a truncated or corrupt frame is caught
@@ -717,7 +732,7 @@ pub fn scan(
         .collect::<BTreeSet<String>>()
         .into_iter()
         .map(|p| ArchivePath::new(&p, limits.max_path_bytes))
-        .collect::<Result<_>>()?;
+        .collect::<charter_release::Result<_>>()?;
     for p in implied {
         match found.get(&p) {
             None => {
@@ -731,18 +746,20 @@ pub fn scan(
             }
             Some(Entry::Dir { .. }) => {}
             Some(_) => {
-                return Err(Error::EntryMismatch {
+                return Err(ReleaseError::EntryMismatch {
                     path: p.to_string(),
                     reason: "is a directory of other entries and not a directory".into(),
-                });
+                }
+                .into());
             }
         }
     }
     if found.is_empty() {
-        return Err(Error::PlainArtifact {
+        return Err(ReleaseError::PlainArtifact {
             what: what.into(),
             reason: "holds no files".into(),
-        });
+        }
+        .into());
     }
     Ok(found.into_values().collect())
 }
@@ -807,13 +824,14 @@ impl Record {
     /// `max` (what the host reads back, the cap of a signed manifest) with
     /// the entry count in the message.
     pub fn encode(&self, max: u64) -> Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::InvalidInput {
-            what: "plain release record",
-            reason: e.to_string(),
-        })?;
+        let mut bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| ReleaseError::InvalidInput {
+                what: "plain release record",
+                reason: e.to_string(),
+            })?;
         bytes.push(b'\n');
         if bytes.len() as u64 > max {
-            return Err(Error::PlainArtifact {
+            return Err(ReleaseError::PlainArtifact {
                 what: self.located.file_name.clone(),
                 reason: format!(
                     "lists {} entries, whose record ({} bytes) is more than the {max} bytes a \
@@ -821,7 +839,8 @@ impl Record {
                     self.manifest.files.len(),
                     bytes.len()
                 ),
-            });
+            }
+            .into());
         }
         Ok(bytes)
     }
@@ -838,11 +857,12 @@ impl Record {
             cosign,
         )?;
         if c.sha256 != self.manifest.artifact.sha256 {
-            return Err(Error::DigestMismatch {
+            return Err(ReleaseError::DigestMismatch {
                 what: format!("recorded artifact {}", self.located.file_name),
                 expected: c.sha256.to_string(),
                 found: self.manifest.artifact.sha256.to_string(),
-            });
+            }
+            .into());
         }
         self.manifest.validate(limits)?;
         Ok(&self.manifest)

@@ -1,17 +1,12 @@
-//! Which signatures a release manifest needs (docs/SPEC.md §13.4): a
-//! threshold of the root's `release` keys (ed25519, DSSE), a cosign
-//! bundle over the signed manifest file's bytes, both, or either.
-//!
-//! The cosign bundle of `releases/<p>/<v>/manifest.json` is
-//! `releases/<p>/<v>/manifest.json.sigstore.json`, exactly what
-//! `cosign sign-blob --bundle manifest.json.sigstore.json manifest.json`
-//! writes (Sigstore bundle, any version, or cosign 2.x's own format). It is
-//! checked offline against a `trusted_root.json`.
+//! `[signatures]` in charter.toml: which signatures this host requires of
+//! a release manifest, and loading the cosign half (its key or identity,
+//! and the trusted root from the host's paths) into a
+//! [`SignaturePolicy`] (charter_release::signatures, docs/SPEC.md §13.4).
 
 use std::path::{Path, PathBuf};
 
-use charter_keys::sigstore::TrustedRoot;
 use charter_keys::sigstore::{self, Identity, Policy};
+use charter_release::signatures::{CosignCheck, Require, SignaturePolicy};
 use serde::Deserialize;
 
 use crate::Result;
@@ -23,37 +18,8 @@ pub const TRUSTED_ROOT_PATHS: [&str; 2] = [
     "/usr/share/charter/trusted_root.json",
 ];
 
-/// Suffix of a manifest's cosign bundle.
-pub const BUNDLE_SUFFIX: &str = ".sigstore.json";
-
 /// Largest cosign public key file read.
 const MAX_KEY_BYTES: u64 = 64 << 10;
-
-/// `[signatures] require`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Require {
-    /// A threshold of `release` keys (the default).
-    #[default]
-    Ed25519,
-    /// The cosign bundle alone.
-    Cosign,
-    /// Both.
-    All,
-    /// Either one.
-    Any,
-}
-
-impl Require {
-    fn name(self) -> &'static str {
-        match self {
-            Require::Ed25519 => "ed25519",
-            Require::Cosign => "cosign",
-            Require::All => "all",
-            Require::Any => "any",
-        }
-    }
-}
 
 /// `[signatures]` in charter.toml.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,61 +126,11 @@ impl CosignConfig {
     }
 }
 
-/// The cosign requirement, loaded.
-pub struct CosignCheck {
-    /// Identity and issuer, or key.
-    pub policy: Policy,
-    /// The trusted root.
-    pub root: TrustedRoot,
-    /// Where the trusted root came from (for `status` and messages).
-    pub root_source: String,
-}
-
-impl std::fmt::Debug for CosignCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CosignCheck({})", self.describe())
-    }
-}
-
-impl CosignCheck {
-    /// One line: who must have signed, against which root.
-    pub fn describe(&self) -> String {
-        match &self.policy {
-            Policy::Keyless { identity, issuer } => format!(
-                "cosign bundle from {identity} issued by {issuer} (trusted root: {})",
-                self.root_source
-            ),
-            Policy::Key(_) => format!(
-                "cosign bundle from the managed key (trusted root: {})",
-                self.root_source
-            ),
-        }
-    }
-}
-
-/// The loaded signature policy.
-#[derive(Debug)]
-pub struct SignaturePolicy {
-    /// What is required.
-    pub require: Require,
-    /// The cosign half, when `require` is not `ed25519`.
-    pub cosign: Option<CosignCheck>,
-}
-
-impl SignaturePolicy {
-    /// Release keys only (the default, and what tools that hold no host
-    /// config use).
-    pub fn ed25519() -> Self {
-        SignaturePolicy {
-            require: Require::Ed25519,
-            cosign: None,
-        }
-    }
-
+impl SignaturesConfig {
     /// Loads the key file and trusted root a (validated) config names.
-    pub fn load(cfg: &SignaturesConfig) -> Result<Self> {
-        let Some(c) = &cfg.cosign else {
-            return Ok(Self::ed25519());
+    pub fn load(&self) -> Result<SignaturePolicy> {
+        let Some(c) = &self.cosign else {
+            return Ok(SignaturePolicy::ed25519());
         };
         let issuer = c.certificate_oidc_issuer.clone().unwrap_or_default();
         let policy = if let Some(k) = &c.public_key {
@@ -259,28 +175,12 @@ impl SignaturePolicy {
         };
         let root = sigstore::trusted_root(&json)?;
         Ok(SignaturePolicy {
-            require: cfg.require,
+            require: self.require,
             cosign: Some(CosignCheck {
                 policy,
                 root,
                 root_source,
             }),
         })
-    }
-
-    /// Whether the manifest's cosign bundle is fetched.
-    pub fn wants_bundle(&self) -> bool {
-        self.require != Require::Ed25519 && self.cosign.is_some()
-    }
-
-    /// One line for `status`.
-    pub fn describe(&self) -> String {
-        let ed = "a threshold of the root's release keys";
-        match (&self.require, &self.cosign) {
-            (Require::Ed25519, _) | (_, None) => ed.into(),
-            (Require::Cosign, Some(c)) => c.describe(),
-            (Require::All, Some(c)) => format!("{ed} AND a {}", c.describe()),
-            (Require::Any, Some(c)) => format!("{ed} OR a {}", c.describe()),
-        }
     }
 }

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::manifest::{HealthCheck, Probe};
 use crate::{Error, Result};
+use charter_release::Error as ReleaseError;
+use charter_release::manifest::{HealthCheck, Probe};
 
 /// The environment every command gets (nothing inherited).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,10 +42,11 @@ pub fn lookup_user(name: &str) -> Result<RunAs> {
             })?
         })
         .next()
-        .ok_or_else(|| Error::InvalidInput {
+        .ok_or_else(|| ReleaseError::InvalidInput {
             what: "service.scripts_user",
             reason: format!("no user `{name}` in /etc/passwd"),
         })
+        .map_err(crate::Error::from)
 }
 
 /// Runs `argv` in `cwd` with `env` (plus PATH and LANG=C), as `user` when

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::policy::SignaturePolicy;
 use crate::txn::{Target, Updater};
 
 // The report types are the agent's (same shape, one definition).
@@ -80,7 +79,9 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         }
     };
     // 3. The signature policy: key file and Sigstore trusted root.
-    let policy = SignaturePolicy::load(&cfg.signatures)
+    let policy = cfg
+        .signatures
+        .load()
         .map(|p| p.describe())
         .map_err(|e| e.to_string());
     if !r.push("signature policy", policy) {

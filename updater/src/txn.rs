@@ -12,15 +12,19 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::Serialize;
 
-use crate::channel::{ChannelPointer, VerifiedChannel};
 use crate::config::Config;
 use crate::failpoint;
 use crate::fetch::{Fetched, Fetcher};
-use crate::manifest::{CosignProof, Entry, FileKind, Manifest, VerifiedManifest, compile_globs};
-use crate::policy::{BUNDLE_SUFFIX, SignaturePolicy};
 use crate::run::{self, RunAs};
 use crate::state::{BadCause, ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
-use crate::{Error, Limits, Result};
+use crate::{Error, Result};
+use charter_release::Error as ReleaseError;
+use charter_release::Limits;
+use charter_release::channel::{ChannelPointer, VerifiedChannel};
+use charter_release::manifest::{
+    CosignProof, Entry, FileKind, Manifest, VerifiedManifest, compile_globs,
+};
+use charter_release::signatures::{BUNDLE_SUFFIX, SignaturePolicy};
 
 /// What to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +225,7 @@ impl Updater {
     pub fn open(cfg: Config, clock: Box<dyn Clock>, notes: Box<dyn Fn(&str)>) -> Result<Self> {
         let state = StateDir::lock(&cfg.paths.state_dir)?;
         let fetcher = Fetcher::new(&cfg.repository, &*notes)?;
-        let signatures = SignaturePolicy::load(&cfg.signatures)?;
+        let signatures = cfg.signatures.load()?;
         for field in cfg.plain_secrets() {
             notes(&format!(
                 "WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
@@ -335,15 +339,14 @@ impl Updater {
     }
 
     fn trust_root_path(&self) -> Result<&Path> {
-        self.cfg
-            .paths
-            .trust_root
-            .as_deref()
-            .ok_or(Error::InvalidInput {
+        self.cfg.paths.trust_root.as_deref().ok_or(
+            ReleaseError::InvalidInput {
                 what: "paths.trust_root",
                 reason: "not set: this host installs plain artifacts, which no charter root signs"
                     .into(),
-            })
+            }
+            .into(),
+        )
     }
 
     /// GETs a small document that must exist.
@@ -393,20 +396,23 @@ impl Updater {
         // 3. The pointer pins the manifest bytes (mix-and-match).
         if let Some((sha, size)) = pin {
             use sha2::Digest as _;
-            let got = crate::manifest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
+            let got =
+                charter_release::manifest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
             if envelope.len() as u64 != size {
-                return Err(Error::SizeMismatch {
+                return Err(ReleaseError::SizeMismatch {
                     what: format!("manifest {manifest_rel} (channel pointer)"),
                     expected: size,
                     found: envelope.len() as u64,
-                });
+                }
+                .into());
             }
             if got != sha {
-                return Err(Error::DigestMismatch {
+                return Err(ReleaseError::DigestMismatch {
                     what: format!("manifest {manifest_rel} (channel pointer)"),
                     expected: sha.to_string(),
                     found: got.to_string(),
-                });
+                }
+                .into());
             }
         }
         // 4. The manifest's own signatures (as the signature policy
@@ -428,11 +434,12 @@ impl Updater {
         let m = manifest.manifest();
         // 5. It is the product (and version) the host and pointer expect.
         if &m.product != product {
-            return Err(Error::Mismatch {
+            return Err(ReleaseError::Mismatch {
                 what: "manifest",
                 expected: product.clone(),
                 found: m.product.clone(),
-            });
+            }
+            .into());
         }
         let want_version = match (&pointer, target) {
             (Some(p), _) => Some(&p.version),
@@ -442,11 +449,12 @@ impl Updater {
         if let Some(v) = want_version
             && &m.version != v
         {
-            return Err(Error::Mismatch {
+            return Err(ReleaseError::Mismatch {
                 what: "manifest version",
                 expected: v.to_string(),
                 found: m.version.to_string(),
-            });
+            }
+            .into());
         }
         Ok((
             Candidate {
@@ -468,14 +476,17 @@ impl Updater {
         let version = match target {
             Target::Version(v) => v.clone(),
             Target::Channel => {
-                let rel = p.latest.as_deref().ok_or_else(|| Error::PlainArtifact {
-                    what: "[plain]".into(),
-                    reason: "names no `latest` file, so there is no newest version to look \
+                let rel = p
+                    .latest
+                    .as_deref()
+                    .ok_or_else(|| ReleaseError::PlainArtifact {
+                        what: "[plain]".into(),
+                        reason: "names no `latest` file, so there is no newest version to look \
                              up: pass --version"
-                        .into(),
-                })?;
+                            .into(),
+                    })?;
                 crate::plain::parse_latest(&self.fetch_body(rel, crate::plain::MAX_LATEST_BYTES)?)
-                    .map_err(|e| Error::PlainArtifact {
+                    .map_err(|e| ReleaseError::PlainArtifact {
                     what: self.fetcher.url_of(rel),
                     reason: e.to_string(),
                 })?
@@ -484,7 +495,7 @@ impl Updater {
         p.admit_version(&version)?;
         let located = p.locate(&version);
         let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
-            Error::SignaturePolicy("plain artifacts need a [signatures.cosign] table".into())
+            ReleaseError::SignaturePolicy("plain artifacts need a [signatures.cosign] table".into())
         })?;
         let checksums = self.fetch_body(&located.checksums, crate::plain::MAX_CHECKSUMS_BYTES)?;
         let bundle = match self.fetcher.get(
@@ -494,12 +505,13 @@ impl Updater {
         ) {
             Ok(Fetched::Body(b, _)) => b,
             Ok(Fetched::NotModified) | Err(Error::NotFound { .. }) => {
-                return Err(Error::SignaturePolicy(format!(
+                return Err(ReleaseError::SignaturePolicy(format!(
                     "a {} is required and {} has none at {}",
                     cosign.describe(),
                     version,
                     self.fetcher.url_of(&located.bundle)
-                )));
+                ))
+                .into());
             }
             Err(e) => return Err(e),
         };
@@ -551,7 +563,7 @@ impl Updater {
             .cfg
             .plain
             .as_ref()
-            .ok_or_else(|| Error::PlainArtifact {
+            .ok_or_else(|| ReleaseError::PlainArtifact {
                 what: "[plain]".into(),
                 reason: "is not configured".into(),
             })?;
@@ -579,7 +591,7 @@ impl Updater {
             self.fetcher
                 .download(&checked.located().artifact, p.max_size, &mut file, &staging)?;
         if digest != checked.sha256() {
-            return Err(Error::DigestMismatch {
+            return Err(ReleaseError::DigestMismatch {
                 what: format!(
                     "{} (signed checksum in {})",
                     checked.located().file_name,
@@ -587,7 +599,8 @@ impl Updater {
                 ),
                 expected: checked.sha256().to_string(),
                 found: digest.to_string(),
-            });
+            }
+            .into());
         }
         let format = p.format()?;
         let rewind = |f: &mut std::fs::File| {
@@ -838,22 +851,28 @@ impl Updater {
         let v = match v.or(st.current.as_ref()) {
             Some(v) => v.clone(),
             None => {
-                return Err(Error::InvalidInput {
+                return Err(ReleaseError::InvalidInput {
                     what: "sbom",
                     reason: "nothing is installed".into(),
-                });
+                }
+                .into());
             }
         };
         let p = self.state.sbom_path(&v);
         if !p.exists() {
-            return Err(Error::InvalidInput {
+            return Err(ReleaseError::InvalidInput {
                 what: "sbom",
                 reason: format!(
                     "release {v} has no SBOM here (its manifest names none, or it is not installed)"
                 ),
-            });
+            }
+            .into());
         }
-        let bytes = charter_keys::fsutil::read_capped(&p, crate::sbom::MAX_SBOM_BYTES, "an SBOM")?;
+        let bytes = charter_keys::fsutil::read_capped(
+            &p,
+            charter_release::sbom::MAX_SBOM_BYTES,
+            "an SBOM",
+        )?;
         // It was verified when installed; check it still is what the
         // signed manifest pins.
         if let Some(s) = self.stored_manifest(&v).and_then(|m| m.sbom) {
@@ -1020,7 +1039,7 @@ impl Updater {
         let policy = self
             .cfg
             .auto_policy()
-            .map_err(|reason| Error::InvalidInput {
+            .map_err(|reason| ReleaseError::InvalidInput {
                 what: "[update]",
                 reason,
             })?;
@@ -1463,7 +1482,7 @@ impl Updater {
     }
 
     fn commit(&self, j: &Journal) -> Result<()> {
-        let to = j.to.clone().ok_or_else(|| Error::InvalidInput {
+        let to = j.to.clone().ok_or_else(|| ReleaseError::InvalidInput {
             what: "journal",
             reason: "apply without target".into(),
         })?;
@@ -1696,7 +1715,7 @@ impl Updater {
                 }
                 if swapped {
                     // Swapped but not known healthy: return to the old release.
-                    let failed = to.clone().ok_or_else(|| Error::InvalidInput {
+                    let failed = to.clone().ok_or_else(|| ReleaseError::InvalidInput {
                         what: "journal",
                         reason: "apply without target".into(),
                     })?;
@@ -1795,7 +1814,7 @@ impl Updater {
             // and the file list that tarball gave.
             Some(r) => {
                 let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
-                    Error::SignaturePolicy(format!(
+                    ReleaseError::SignaturePolicy(format!(
                         "{v} was installed from a plain artifact; its cosign bundle cannot be \
                          checked without a [signatures.cosign] table"
                     ))
@@ -1880,10 +1899,11 @@ impl Updater {
     fn setuid_policy(&self) -> Result<crate::extract::SetuidPolicy> {
         self.cfg
             .setuid_policy()
-            .map_err(|reason| Error::InvalidInput {
+            .map_err(|reason| ReleaseError::InvalidInput {
                 what: "update.allow_setuid",
                 reason,
             })
+            .map_err(crate::Error::from)
     }
 
     /// The clock in use.
@@ -1979,14 +1999,15 @@ pub fn trusted_dir(dir: &Path, what: &'static str) -> Result<()> {
             None
         };
         if let Some(reason) = problem {
-            return Err(Error::InvalidInput {
+            return Err(ReleaseError::InvalidInput {
                 what,
                 reason: format!(
                     "{} {reason}: another user could change what the updater, as root, \
                      installs or reads there",
                     p.display()
                 ),
-            });
+            }
+            .into());
         }
     }
     Ok(())
@@ -2017,10 +2038,11 @@ pub fn private_dir(dir: &Path) -> Result<()> {
         None
     };
     match problem {
-        Some(reason) => Err(Error::InvalidInput {
+        Some(reason) => Err(ReleaseError::InvalidInput {
             what: "staging directory",
             reason: format!("{} {reason}", dir.display()),
-        }),
+        }
+        .into()),
         None => Ok(()),
     }
 }
@@ -2044,7 +2066,7 @@ pub fn carry_over(
     extra_preserve: &[String],
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    let mut buf = vec![0u8; crate::tree::READ_BUF];
+    let mut buf = vec![0u8; charter_release::tree::READ_BUF];
     let old_entries = old_manifest
         .map(Manifest::entries_by_path)
         .unwrap_or_default();
@@ -2066,7 +2088,7 @@ pub fn carry_over(
         if !md.is_file() {
             continue;
         }
-        let (old_digest, _) = crate::tree::hash_file(&old_file, &mut buf)?;
+        let (old_digest, _) = charter_release::tree::hash_file(&old_file, &mut buf)?;
         let old_default = match old_entries.get(path.as_str()) {
             Some(Entry::File { sha256, .. }) => Some(*sha256),
             _ => None,
@@ -2208,9 +2230,10 @@ fn copy_replace(src: &Path, dest: &Path) -> Result<bool> {
         .map_err(|e| Error::io("open", src, e))?;
     let md = from.metadata().map_err(|e| Error::io("stat", src, e))?;
     if !md.is_file() {
-        return Err(Error::FileChanged {
+        return Err(ReleaseError::FileChanged {
             path: src.to_owned(),
-        });
+        }
+        .into());
     }
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => remove_tree(dest)?,

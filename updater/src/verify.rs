@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::Result;
 use crate::extract::SetuidPolicy;
-use crate::manifest::{Entry, FileKind, Manifest};
-use crate::path::ArchivePath;
-use crate::{Limits, Result};
+use charter_release::Limits;
+use charter_release::manifest::{Entry, FileKind, Manifest};
+use charter_release::path::ArchivePath;
 
 /// One difference between the tree and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,7 +247,12 @@ pub fn verify_tree(
             });
         }
     }
-    let digests = crate::tree::hash_files(dir, &to_hash, crate::tree::default_threads(), &|_| {})?;
+    let digests = charter_release::tree::hash_files(
+        dir,
+        &to_hash,
+        charter_release::tree::default_threads(),
+        &|_| {},
+    )?;
     for ((path, size), (digest, _)) in to_hash.iter().zip(digests) {
         report.bytes_hashed += size;
         let Some(Entry::File { sha256, kind, .. }) = listed.get(path.as_str()) else {

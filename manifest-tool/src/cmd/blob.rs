@@ -67,7 +67,7 @@ pub fn verify(ctx: &Ctx, a: VerifyBlobArgs) -> Result<()> {
             .decode(text.trim())
             .with_context(|| format!("cannot read the signature in {}", sig_path.display()))?;
         let mut buf = vec![0u8; 1 << 20];
-        let (digest, _) = charter_updater::tree::hash_file(&file, &mut buf)?;
+        let (digest, _) = charter_release::tree::hash_file(&file, &mut buf)?;
         charter_keys::sigstore::verify_ecdsa_blob(&pem, &digest.0, &der)
             .with_context(|| format!("{} is not verified", file.display()))?;
         return if ctx.json {
@@ -148,7 +148,7 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
         None => {
             let mut buf = vec![0u8; 1 << 20];
             let (digest, _) =
-                charter_updater::tree::hash_file(std::path::Path::new(&a.file), &mut buf)?;
+                charter_release::tree::hash_file(std::path::Path::new(&a.file), &mut buf)?;
             d = digest.0;
         }
     }

@@ -4,9 +4,9 @@ use anyhow::{Context, Result, bail};
 use charter_keys::dsse::{Envelope, PAYLOAD_CHANNEL, PAYLOAD_MANIFEST};
 use charter_keys::secret::Signer;
 use charter_keys::{Limits as KeyLimits, SystemClock};
-use charter_updater::channel::{ChannelPointer, ManifestRef};
-use charter_updater::manifest::{Manifest, Sha256Digest, VerifiedManifest};
-use charter_updater::path::ArchivePath;
+use charter_release::channel::{ChannelPointer, ManifestRef};
+use charter_release::manifest::{Manifest, Sha256Digest, VerifiedManifest};
+use charter_release::path::ArchivePath;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
                 &bytes,
                 &root,
                 &SystemClock,
-                &charter_updater::Limits::default(),
+                &charter_release::Limits::default(),
             )
             .with_context(|| {
                 format!(

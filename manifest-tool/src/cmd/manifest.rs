@@ -5,12 +5,12 @@ use charter_keys::dsse::{Envelope, PAYLOAD_MANIFEST};
 use charter_keys::root::VerifiedRoot;
 use charter_keys::secret::Signer;
 use charter_keys::{Limits as KeyLimits, SystemClock};
-use charter_updater::manifest::{
+use charter_release::manifest::{
     ArtifactFormat, Entry, HealthCheck, Manifest, Probe, Scripts, VerifiedManifest, compile_globs,
 };
-use charter_updater::pack::{self, CreateOptions};
-use charter_updater::path::ArchivePath;
-use charter_updater::{Limits, tree};
+use charter_release::pack::{self, CreateOptions};
+use charter_release::path::ArchivePath;
+use charter_release::{Limits, tree};
 use jiff::Timestamp;
 use serde_json::json;
 

@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use charter_keys::root::VerifiedRoot;
 use charter_keys::{Limits as KeyLimits, SystemClock};
-use charter_updater::manifest::VerifiedManifest;
-use charter_updater::repo::verify_repository;
+use charter_release::manifest::VerifiedManifest;
+use charter_release::repo::verify_repository;
 use serde_json::json;
 
 use super::Ctx;
@@ -122,7 +122,7 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                 &bytes,
                 &root,
                 &SystemClock,
-                &charter_updater::Limits::default(),
+                &charter_release::Limits::default(),
             )
             .with_context(|| {
                 format!(
@@ -132,8 +132,8 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
             })?;
             let m = vm.manifest();
             let src = release.join(&m.artifact.name);
-            let mut buf = vec![0u8; charter_updater::tree::READ_BUF];
-            let (digest, size) = charter_updater::tree::hash_file(&src, &mut buf)?;
+            let mut buf = vec![0u8; charter_release::tree::READ_BUF];
+            let (digest, size) = charter_release::tree::hash_file(&src, &mut buf)?;
             if digest != m.artifact.sha256 || size != m.artifact.size {
                 bail!(
                     "{} does not match its manifest (sha256 {digest}, {size} bytes)",
@@ -145,7 +145,7 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                     let p = release.join(&s.name);
                     let b = charter_keys::fsutil::read_capped(
                         &p,
-                        charter_updater::sbom::MAX_SBOM_BYTES,
+                        charter_release::sbom::MAX_SBOM_BYTES,
                         "an SBOM",
                     )?;
                     s.matches(&b)
@@ -172,7 +172,10 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
             // A cosign bundle over the manifest travels with it (hosts
             // whose signature policy asks for one check it).
-            let bundle_name = format!("manifest.json{}", charter_updater::policy::BUNDLE_SUFFIX);
+            let bundle_name = format!(
+                "manifest.json{}",
+                charter_release::signatures::BUNDLE_SUFFIX
+            );
             let bundle = match release.join(&bundle_name) {
                 p if p.exists() => {
                     Some(charter_keys::sigstore::read_json_file(&p, "cosign bundle")?)
@@ -217,7 +220,7 @@ pub fn run(ctx: &Ctx, cmd: RepoCmd) -> Result<()> {
                 &dir,
                 &trusted,
                 &SystemClock,
-                &charter_updater::Limits::default(),
+                &charter_release::Limits::default(),
             )?;
             if ctx.json {
                 print_json(&serde_json::to_value(&r)?)?;

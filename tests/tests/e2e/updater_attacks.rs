@@ -401,7 +401,7 @@ fn setuid_bit_stripped_unless_allowed() {
             .files
             .iter()
             .find_map(|e| match e {
-                charter_updater::manifest::Entry::File { path, mode, .. }
+                charter_release::manifest::Entry::File { path, mode, .. }
                     if path.as_str() == "bin/helper" =>
                 {
                     Some(*mode)
@@ -506,7 +506,7 @@ fn probe_bare_name_not_from_path() {
     // Signed by the release keys all the same (bypassing the CLI).
     let mut m = h.manifest("2.0.0");
     if let Some(hc) = &mut m.health_check {
-        hc.probe = charter_updater::manifest::Probe::Command {
+        hc.probe = charter_release::manifest::Probe::Command {
             argv: vec!["true".into()],
         };
     }

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::path::ArchivePath;
-use crate::policy::{Require, SignaturePolicy};
+use crate::signatures::{Require, SignaturePolicy};
 use crate::{Error, Limits, Result};
 
 /// A SHA-256 digest, written as 64 lowercase hex digits.
