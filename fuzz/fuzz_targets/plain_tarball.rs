@@ -7,7 +7,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use charter_release::Limits;
-use charter_release::manifest::{ArtifactFormat, Sha256Digest, compile_globs};
+use charter_release::manifest::{ArtifactFormat, compile_globs};
+use charter_release::digest::Sha256Digest;
 use charter_updater::plain::{self, Checked, PlainConfig};
 use sha2::Digest;
 

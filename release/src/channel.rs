@@ -9,7 +9,8 @@ use charter_keys::{Clock, KeyId, Role};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Sha256Digest, validate_product};
+use crate::digest::Sha256Digest;
+use crate::manifest::validate_product;
 use crate::path::ArchivePath;
 use crate::{Error, Limits, Result};
 

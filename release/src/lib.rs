@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod channel;
+pub mod digest;
 mod error;
 pub mod manifest;
 pub mod pack;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+use crate::digest::Sha256Digest;
 use crate::manifest::{
-    Artifact, ArtifactFormat, Entry, HealthCheck, Manifest, Sha256Digest, compile_globs,
-    validate_product,
+    Artifact, ArtifactFormat, Entry, HealthCheck, Manifest, compile_globs, validate_product,
 };
 use crate::tree::{self, Found, Scanned};
 use crate::{Error, Limits, Result};

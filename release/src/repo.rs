@@ -172,7 +172,7 @@ pub fn verify_repository(
                     let p = vc.pointer();
                     let bytes = read(&dir.join(p.manifest.path.as_str()), limits)?;
                     use sha2::Digest as _;
-                    let got = crate::manifest::Sha256Digest(sha2::Sha256::digest(&bytes).into());
+                    let got = crate::digest::Sha256Digest(sha2::Sha256::digest(&bytes).into());
                     if got != p.manifest.sha256 || bytes.len() as u64 != p.manifest.size {
                         return Err(Error::DigestMismatch {
                             what: format!("{} (pinned by the pointer)", p.manifest.path),

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::manifest::Sha256Digest;
+use crate::digest::Sha256Digest;
 use crate::{Error, Result};
 
 /// Largest SBOM accepted.

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Entry, FileKind, Sha256Digest};
+use crate::digest::Sha256Digest;
+use crate::manifest::{Entry, FileKind};
 use crate::path::ArchivePath;
 use crate::{Error, Limits, Result};
 

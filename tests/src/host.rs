@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use charter_keys::dsse::{Envelope, PAYLOAD_CHANNEL, PAYLOAD_MANIFEST};
 use charter_keys::secret::{SecretKey, Signer};
 use charter_release::channel::{ChannelPointer, ManifestRef};
-use charter_release::manifest::{Manifest, Sha256Digest};
+use charter_release::digest::Sha256Digest;
+use charter_release::manifest::Manifest;
 use sha2::Digest;
 
 use crate::server::TestServer;

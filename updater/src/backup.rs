@@ -18,7 +18,7 @@ use sha2::Digest as _;
 
 use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
-use charter_release::manifest::Sha256Digest;
+use charter_release::digest::Sha256Digest;
 
 /// Largest file backed up (configs and licenses are small).
 const MAX_FILE: u64 = 16 << 20;

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
 use charter_release::Limits;
-use charter_release::manifest::{ArtifactFormat, Entry, Manifest, Sha256Digest};
+use charter_release::digest::Sha256Digest;
+use charter_release::manifest::{ArtifactFormat, Entry, Manifest};
 use charter_release::path::ArchivePath;
 
 /// What was staged.

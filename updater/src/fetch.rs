@@ -331,14 +331,14 @@ impl Fetcher {
         max: u64,
         dest: &mut std::fs::File,
         dest_dir: &std::path::Path,
-    ) -> Result<(charter_release::manifest::Sha256Digest, u64)> {
+    ) -> Result<(charter_release::digest::Sha256Digest, u64)> {
         use sha2::Digest as _;
         let url = self.url_of(rel);
         let mut got = Progress::default();
         got.restart(dest, dest_dir)?;
         self.retrying(|| self.download_once(&url, rel, max, dest, dest_dir, &mut got))?;
         Ok((
-            charter_release::manifest::Sha256Digest(got.hasher.clone().finalize().into()),
+            charter_release::digest::Sha256Digest(got.hasher.clone().finalize().into()),
             got.written,
         ))
     }

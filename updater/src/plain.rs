@@ -43,8 +43,9 @@ use sha2::{Digest, Sha256};
 use crate::Result;
 use charter_release::Error as ReleaseError;
 use charter_release::Limits;
+use charter_release::digest::Sha256Digest;
 use charter_release::manifest::{
-    Artifact, ArtifactFormat, CosignProof, Entry, Manifest, Sha256Digest, compile_globs,
+    Artifact, ArtifactFormat, CosignProof, Entry, Manifest, compile_globs,
 };
 use charter_release::path::ArchivePath;
 use charter_release::signatures::CosignCheck;

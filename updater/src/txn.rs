@@ -396,8 +396,7 @@ impl Updater {
         // 3. The pointer pins the manifest bytes (mix-and-match).
         if let Some((sha, size)) = pin {
             use sha2::Digest as _;
-            let got =
-                charter_release::manifest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
+            let got = charter_release::digest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
             if envelope.len() as u64 != size {
                 return Err(ReleaseError::SizeMismatch {
                     what: format!("manifest {manifest_rel} (channel pointer)"),
