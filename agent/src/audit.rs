@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::state::{RuntimeState, StateStore};
-use crate::{Error, Result};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const LABEL: &[u8] = b"charter-audit-v1\0";

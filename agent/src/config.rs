@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::error::{Error, Result};
 use crate::fingerprint::Sources;
-use crate::{Error, Result};
 use charter_keys::confsecret::{MasterKey, SecretValue};
 
 /// Default location of the config file.

@@ -54,3 +54,6 @@ impl Error {
         }
     }
 }
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What marks a v2 fingerprint (and a v2 `machines` entry).
 pub const V2_PREFIX: &str = "v2:";

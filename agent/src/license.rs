@@ -15,7 +15,7 @@ use charter_keys::{KeyId, Limits, Role};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Largest license or status envelope accepted.
 pub const MAX_DOCUMENT_BYTES: u64 = 256 << 10;
@@ -200,8 +200,9 @@ impl LicenseStatus {
 }
 
 /// A license whose envelope met the `license` role's threshold and whose
-/// payload is valid. Binding, product and time are judged by
-/// [`crate::eval`], which reports them as reasons rather than errors.
+/// payload is valid. Binding, product and time are judged by the
+/// evaluation (docs/SPEC.md §10.5), which reports them as reasons rather
+/// than errors.
 ///
 /// Its fields are private: [`VerifiedLicense::verify`] is the only way to
 /// get one, so holding one is proof the signatures were checked.

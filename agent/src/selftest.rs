@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::daemon::{Agent, fetch, load_root};
+use crate::installed::load_root;
 use crate::license::VerifiedStatus;
+use crate::status_fetch::fetch;
 
 /// One check.
 #[derive(Debug, Clone, Serialize)]
@@ -145,23 +146,19 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         .token
         .as_ref()
         .and_then(|t| t.expose().map(str::to_owned));
-    let agent = match Agent::load_readonly_via(cfg, clock, how) {
-        Ok(a) => a,
+    let ent = match crate::entitlement::read(&cfg, clock.as_ref(), how) {
+        Ok(ent) => ent,
         Err(e) => {
             r.push("license", Err(e.to_string()));
             return r;
         }
     };
-    let e = agent.evaluation();
-    let lic = match agent.license() {
+    let e = ent.evaluation();
+    let lic = match ent.license() {
         Some(l) => {
             let detail = format!(
                 "{} for {} ({}), expires {}: {}",
-                l.license().license_id,
-                l.license().customer,
-                l.license().product,
-                l.license().expires_at,
-                e.state
+                l.license_id, l.customer, l.product, l.expires_at, e.state
             );
             if e.reasons.is_empty() {
                 Ok(detail)
@@ -172,7 +169,7 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         None => Err(format!("{}: {}", e.state, e.reasons.join("; "))),
     };
     r.push("license", lic);
-    if let Some(url) = agent.license().and_then(|l| l.license().status_url.clone()) {
+    if let Some(url) = ent.license().and_then(|l| l.status_url.clone()) {
         let st = fetch(&url, timeout, token.as_deref())
             .and_then(|b| VerifiedStatus::verify(&b, &root))
             .map(|s| {

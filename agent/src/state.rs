@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 const SECRET_FILE: &str = "host.key";
 const STATE_FILE: &str = "license-state.json";
@@ -348,6 +348,24 @@ impl StateStore {
         m.update(label);
         m.update(data);
         hex::encode(m.finalize().into_bytes())
+    }
+}
+
+/// The state opened for reading only (the updater, as root, checking an
+/// entitlement): it authenticates and loads the state and has no way to
+/// save it or to create the host secret.
+#[derive(Debug)]
+pub struct StateReader(StateStore);
+
+impl StateReader {
+    /// Opens an existing state ([`StateStore::open_existing`]).
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        StateStore::open_existing(dir).map(StateReader)
+    }
+
+    /// Loads and authenticates the state ([`StateStore::load`]).
+    pub fn load(&self) -> Result<Loaded> {
+        self.0.load()
     }
 }
 

@@ -1107,3 +1107,68 @@ fn status_older_than_the_license_is_refused() {
         .to_string();
     assert!(err.contains("before the installed license"), "{err}");
 }
+
+/// Every file under `dir` with its bytes (a missing dir: nothing).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for f in rd.flatten() {
+            out.push((f.path(), std::fs::read(f.path()).unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The updater's entitlement check (`charter_agent::entitlement::read`)
+/// writes nothing: before the agent's first start it refuses without
+/// creating the host secret; later it agrees with the agent on a sound,
+/// a suspended and a tampered state and leaves every file as it was (a
+/// tampered state is not set aside, no audit line is added).
+#[test]
+fn entitlement_read_writes_nothing_and_agrees_with_the_agent() {
+    use charter_agent::entitlement;
+    let e = Env::new();
+    e.write_license(&e.license(1), &e.lic_key);
+    let err = entitlement::read(&e.config(), &e.clock, DmiRead::Direct).unwrap_err();
+    assert!(err.to_string().contains("has no host key yet"), "{err}");
+    assert!(!e.path("state").exists(), "the state dir was created");
+
+    let mut a = e.agent();
+    let before = tree(&e.path("state"));
+    let ent = entitlement::read(&e.config(), &e.clock, DmiRead::Direct).unwrap();
+    assert_eq!(ent.state(), State::Active, "{:?}", ent.evaluation());
+    assert_eq!(ent.license().map(|l| l.serial), Some(1));
+    let (inside, after) = (e.t0, e.t0 + SignedDuration::from_secs(21 * DAY));
+    assert!(ent.admits(inside, false).is_ok());
+    let l = a.license().unwrap().license().clone();
+    assert_eq!(
+        ent.admits(after, false),
+        entitled(a.evaluation(), &l, after, false)
+    );
+
+    a.accept_status(&e.status("lic-1", StatusState::Suspended, e.t0))
+        .unwrap();
+    let before_suspended = tree(&e.path("state"));
+    assert_ne!(before, before_suspended);
+    let ent = entitlement::read(&e.config(), &e.clock, DmiRead::Direct).unwrap();
+    assert_eq!(ent.state(), State::Suspended);
+    assert!(ent.admits(inside, false).unwrap_err().contains("suspended"));
+    assert_eq!(tree(&e.path("state")), before_suspended);
+    drop(a);
+
+    let state_file = e.path("state/license-state.json");
+    let mut bytes = std::fs::read(&state_file).unwrap();
+    let i = bytes.iter().position(|b| *b == b'1').unwrap();
+    bytes[i] = b'9';
+    std::fs::write(&state_file, bytes).unwrap();
+    let tampered = tree(&e.path("state"));
+    let ent = entitlement::read(&e.config(), &e.clock, DmiRead::Direct).unwrap();
+    assert_eq!(ent.state(), State::Invalid);
+    assert!(
+        ent.reasons().iter().any(|r| r.contains("tampered")),
+        "{:?}",
+        ent.reasons()
+    );
+    assert_eq!(tree(&e.path("state")), tampered);
+}

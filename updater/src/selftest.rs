@@ -212,23 +212,18 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         let lic = charter_agent::config::Config::load(&lc.agent_config)
             .map_err(|e| e.to_string())
             .and_then(|acfg| {
-                charter_agent::daemon::Agent::load_readonly(
-                    acfg,
-                    Box::new(charter_keys::SystemClock),
-                )
-                .map_err(|e| e.to_string())
+                let dmi = charter_agent::fingerprint::DmiRead::Direct;
+                charter_agent::entitlement::read(&acfg, &charter_keys::SystemClock, dmi)
+                    .map_err(|e| e.to_string())
             })
-            .and_then(|agent| {
-                let e = agent.evaluation();
-                match agent.license() {
-                    Some(l) => Ok(format!(
-                        "{} for {}: {}",
-                        l.license().license_id,
-                        l.license().customer,
-                        e.state
-                    )),
-                    None => Err(format!("{}: {}", e.state, e.reasons.join("; "))),
-                }
+            .and_then(|ent| match ent.license() {
+                Some(l) => Ok(format!(
+                    "{} for {}: {}",
+                    l.license_id,
+                    l.customer,
+                    ent.state()
+                )),
+                None => Err(format!("{}: {}", ent.state(), ent.reasons().join("; "))),
             });
         r.push("license", lic);
     }

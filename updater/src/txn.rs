@@ -751,19 +751,12 @@ impl Updater {
         let acfg = charter_agent::config::Config::load(&lc.agent_config)
             .map_err(|e| not(e.to_string()))?;
         // The updater's clock, so the license is judged at the same "now"
-        // as the release it would admit.
-        let agent = charter_agent::daemon::Agent::load_readonly(acfg, Box::new(self.clock.clone()))
-            .map_err(|e| not(e.to_string()))?;
-        let Some(license) = agent.license() else {
-            return Err(not(agent.evaluation().reasons.join("; ")));
-        };
-        charter_agent::eval::entitled(
-            agent.evaluation(),
-            license.license(),
-            released_at,
-            security_fix,
-        )
-        .map_err(not)
+        // as the release it would admit. Root reads the DMI UUID itself.
+        let dmi = charter_agent::fingerprint::DmiRead::Direct;
+        charter_agent::entitlement::read(&acfg, &*self.clock, dmi)
+            .map_err(|e| not(e.to_string()))?
+            .admits(released_at, security_fix)
+            .map_err(not)
     }
 
     /// The cosign bundle beside a manifest (`<manifest>.sigstore.json`),

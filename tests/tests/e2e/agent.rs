@@ -1051,7 +1051,7 @@ fn helper_refused_client() {
 /// connections from a real other uid, each writing its whole request
 /// first, must each read the 403. Needs root to run the client as uid
 /// 65534; without root the refusal path is covered by the agent's unit
-/// test `api::tests::refused_peer_always_gets_its_403`.
+/// test `api::http::tests::refused_peer_always_gets_its_403`.
 #[test]
 fn refused_peer_always_gets_its_403() {
     if !is_root() {
@@ -1092,7 +1092,7 @@ fn refused_peer_always_gets_its_403() {
 /// (`api.group_file`), a real client running as uid 65534 is refused, then
 /// admitted as soon as the file names it, then refused again when it is
 /// removed, all with the same running agent. Needs root (another uid);
-/// without root `api::tests::group_added_after_start_is_allowed_without_restart`
+/// without root `api::access::tests::group_added_after_start_is_allowed_without_restart`
 /// covers the re-reading.
 #[test]
 fn group_added_after_start_is_allowed_without_restart() {
