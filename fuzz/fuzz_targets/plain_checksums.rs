@@ -2,7 +2,7 @@
 // Checksum files and `latest` files of plain artifacts (docs/SPEC.md
 // §13.5): any bytes give a digest or an error, never a panic, and a digest
 // found for a name is one the file lists.
-use charter_updater::plain;
+use charter_release::plain;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let name = "panel-1.0.0.tar.gz";

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use charter_release::Limits;
 use charter_release::manifest::{ArtifactFormat, compile_globs};
 use charter_release::digest::Sha256Digest;
-use charter_updater::plain::{self, Checked, PlainConfig};
+use charter_release::plain::{self, VerifiedChecksums};
+use charter_updater::plain::PlainConfig;
 use sha2::Digest;
 
 static N: AtomicU64 = AtomicU64::new(0);
@@ -40,7 +41,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let cfg: PlainConfig = toml::from_str("artifact = \"p-{version}.tar.gz\"").expect("config");
     let v = semver::Version::new(1, 0, 0);
-    let checked = Checked::unverified_for_fuzzing(
+    let checked = VerifiedChecksums::unverified_for_fuzzing(
         v.clone(),
         cfg.locate(&v),
         Sha256Digest(sha2::Sha256::digest(&gz).into()),
@@ -61,10 +62,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let layout = charter_updater::extract::Layout {
-        plain: true,
+    let layout = charter_release::archive::Layout::Plain {
         strip_components: strip,
-        bound: Some(1 << 24),
+        max_unpacked: 1 << 24,
     };
     let r = charter_updater::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
     let _ = charter_updater::txn::remove_tree(&dir);

@@ -9,12 +9,14 @@
 //! numbers in comments refer to it.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod channel;
 pub mod digest;
 mod error;
 pub mod manifest;
 pub mod pack;
 pub mod path;
+pub mod plain;
 pub mod repo;
 pub mod sbom;
 pub mod signatures;

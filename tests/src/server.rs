@@ -235,7 +235,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             };
             let mut conns = lock(&shared.conns);
-            // Checked under the lock Drop takes to shut connections down, so
+            // VerifiedChecksums under the lock Drop takes to shut connections down, so
             // no connection escapes it.
             if shared.stopping.load(Ordering::SeqCst) {
                 return;

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auto::{AutoPolicy, Automatic};
-use crate::extract::SetuidPolicy;
 use crate::notify::NotifyConfig;
 use crate::plain::PlainConfig;
 use crate::policy::SignaturesConfig;
 use crate::{Error, Result};
 use charter_keys::confsecret::{MasterKey, SecretValue};
+use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{HealthCheck, compile_globs, validate_product};
 use charter_release::path::ArchivePath;
 use charter_release::signatures::Require;

@@ -18,6 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
 use charter_release::Limits;
+use charter_release::archive::{
+    Layout, SetuidPolicy, bound_exceeded, bounded, forbidden_kind, link_target,
+};
 use charter_release::digest::Sha256Digest;
 use charter_release::manifest::{ArtifactFormat, Entry, Manifest};
 use charter_release::path::ArchivePath;
@@ -44,90 +47,6 @@ impl<R: Read> Read for Tap<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
-    }
-}
-
-/// Fails once more than `max` decompressed bytes were read: the signed
-/// manifest bounds how large the tar stream can be, so a decompression bomb
-/// stops there.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    max: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            let mut one = [0u8; 1];
-            return match self.inner.read(&mut one)? {
-                0 => Ok(0),
-                _ => Err(io::Error::other(BoundExceeded(self.max))),
-            };
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-#[derive(Debug)]
-struct BoundExceeded(u64);
-impl std::fmt::Display for BoundExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "decompressed data exceeds the {} bytes the manifest allows",
-            self.0
-        )
-    }
-}
-impl std::error::Error for BoundExceeded {}
-
-/// Caps a decompressed stream at `max` bytes; reading past it fails with
-/// an error [`bound_exceeded`] recognizes.
-pub fn bounded<R: Read>(inner: R, max: u64) -> impl Read {
-    Bounded {
-        inner,
-        left: max,
-        max,
-    }
-}
-
-/// The cap, when `e` is the error of a [`bounded`] reader.
-pub fn bound_exceeded(e: &io::Error) -> Option<u64> {
-    e.get_ref()?.downcast_ref::<BoundExceeded>().map(|b| b.0)
-}
-
-/// The host's rule for setuid and setgid bits (docs/SPEC.md §11.3): a
-/// release may sign them, but they are installed only on the files the
-/// host config names in `update.allow_setuid`; everywhere else they are
-/// stripped, so a release key alone cannot plant a root setuid binary.
-/// Directories keep their signed bits (setgid on a directory only makes
-/// new files inherit its group; setuid on one means nothing on Linux).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SetuidPolicy {
-    allowed: BTreeSet<ArchivePath>,
-}
-
-impl SetuidPolicy {
-    /// Allows setuid/setgid bits on exactly these files.
-    pub fn allow(paths: impl IntoIterator<Item = ArchivePath>) -> Self {
-        SetuidPolicy {
-            allowed: paths.into_iter().collect(),
-        }
-    }
-
-    /// The mode a file the manifest lists with `mode` is installed with.
-    pub fn installed_mode(&self, path: &ArchivePath, mode: u32) -> u32 {
-        if mode & 0o6000 != 0 && !self.allowed.contains(path) {
-            mode & !0o6000
-        } else {
-            mode
-        }
     }
 }
 
@@ -160,70 +79,6 @@ pub fn apply_setuid_policy(
         stripped.push(path.clone());
     }
     Ok(stripped)
-}
-
-/// How a refused tar entry type is named in messages.
-pub fn forbidden_kind(kind: tar::EntryType) -> &'static str {
-    match kind {
-        tar::EntryType::Link => "hard link",
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "FIFO",
-        tar::EntryType::GNUSparse => "sparse file",
-        _ => "entry of an unsupported type",
-    }
-}
-
-/// How the archive's paths map to the manifest's. Charter artifacts map
-/// one to one ([`Layout::default`]); plain artifacts (docs/SPEC.md §13.5)
-/// may prefix paths with `./` or a top directory, leave directories
-/// implied, and carry pax global headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Layout {
-    /// Plain-artifact rules on.
-    pub plain: bool,
-    /// Leading components dropped (plain only).
-    pub strip_components: usize,
-    /// Cap on the decompressed stream instead of [`tar_bound`] (plain
-    /// artifacts: the manifest was read from the archive, so it does not
-    /// bound the archive's own metadata, such as pax records).
-    pub bound: Option<u64>,
-}
-
-/// A symlink entry's target: UTF-8, as the manifest holds it (bytes that
-/// are not would be installed changed, so they are refused).
-pub fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> Result<String> {
-    let raw = entry
-        .link_name_bytes()
-        .map(|b| b.into_owned())
-        .unwrap_or_default();
-    String::from_utf8(raw)
-        .map_err(|_| ReleaseError::UnsafePath {
-            path: path.chars().take(300).collect(),
-            reason: "symlink target not valid UTF-8",
-        })
-        .map_err(crate::Error::from)
-}
-
-/// The largest tar stream a manifest can justify: headers, long-name
-/// records, content rounded to blocks, end-of-archive and record padding.
-pub fn tar_bound(manifest: &Manifest) -> u64 {
-    let round = |n: u64| n.div_ceil(512) * 512;
-    let mut total: u64 = 20 * 512 + 10_240;
-    for e in &manifest.files {
-        let name = e.path().as_str().len() as u64;
-        let (size, link) = match e {
-            Entry::File { size, .. } => (*size, 0),
-            Entry::Symlink { target, .. } => (0, target.len() as u64),
-            Entry::Dir { .. } => (0, 0),
-        };
-        total = total
-            .saturating_add(3 * 512)
-            .saturating_add(round(name + 1))
-            .saturating_add(round(link + 1))
-            .saturating_add(round(size));
-    }
-    total
 }
 
 /// Extracts `artifact` (the raw, compressed bytes) into `staging`, which
@@ -265,7 +120,7 @@ pub fn extract_with(
         .mode(0o700)
         .create(staging)
         .map_err(|e| Error::io("create", staging, e))?;
-    let max = layout.bound.unwrap_or_else(|| tar_bound(manifest));
+    let max = layout.stream_bound(manifest);
     let format = manifest.artifact.format;
 
     // Two stages on two threads, like `curl | zstd -d | tar -x` but with
@@ -351,11 +206,7 @@ fn produce(
             },
             ArtifactFormat::TarGz => Box::new(flate2::read::GzDecoder::new(&mut tap)),
         };
-        let mut bounded = Bounded {
-            inner: decoder,
-            left: max,
-            max,
-        };
+        let mut bounded = bounded(decoder, max);
         loop {
             let mut buf = vec![0u8; 1 << 20];
             let mut filled = 0;
@@ -411,16 +262,16 @@ impl Read for ChannelReader {
 }
 
 fn stream_error(staging: &Path, e: io::Error) -> Error {
+    if let Some(max) = bound_exceeded(&e) {
+        return Error::DecompressionBomb { max };
+    }
     // Errors from the download (size caps, HTTP) travel inside io::Error.
     match e.into_inner() {
         Some(inner) => match inner.downcast::<Error>() {
             Ok(ours) => *ours,
-            Err(other) => match other.downcast::<BoundExceeded>() {
-                Ok(b) => Error::DecompressionBomb { max: b.0 },
-                Err(other) => Error::Corrupt {
-                    path: staging.to_owned(),
-                    reason: other.to_string(),
-                },
+            Err(other) => Error::Corrupt {
+                path: staging.to_owned(),
+                reason: other.to_string(),
             },
         },
         None => Error::Corrupt {
@@ -464,16 +315,20 @@ fn unpack(
             }
             .into());
         }
-        if layout.plain && kind == tar::EntryType::XGlobalHeader {
-            continue;
-        }
-        let path = if layout.plain {
-            match crate::plain::normalize(&text, kind.is_dir(), layout.strip_components, limits)? {
+        let path = match layout {
+            Layout::Plain { .. } if kind == tar::EntryType::XGlobalHeader => continue,
+            Layout::Plain {
+                strip_components, ..
+            } => match charter_release::plain::normalize(
+                &text,
+                kind.is_dir(),
+                strip_components,
+                limits,
+            )? {
                 Some(p) => p,
                 None => continue,
-            }
-        } else {
-            ArchivePath::new(trimmed, limits.max_path_bytes)?
+            },
+            Layout::Charter => ArchivePath::new(trimmed, limits.max_path_bytes)?,
         };
         // 3. Only files, directories and symlinks.
         let allowed = matches!(
@@ -509,7 +364,7 @@ fn unpack(
         if let Some(parent) = path.parent()
             && !dir_set.contains(parent)
         {
-            if !layout.plain {
+            if layout == Layout::Charter {
                 return Err(ReleaseError::EntryMismatch {
                     path: path.to_string(),
                     reason: format!("comes before its directory `{parent}`"),

@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::fetch::Validator;
 use crate::{Error, Result};
 
+/// Suffix of a stored plain-release record in `state/manifests/`.
+pub const PLAIN_RECORD_SUFFIX: &str = ".plain.json";
+
 /// Largest state file read (they are small; this only bounds damage).
 const MAX_STATE_BYTES: u64 = 16 << 20;
 
@@ -363,7 +366,7 @@ impl StateDir {
     pub fn plain_record_path(&self, v: &Version) -> PathBuf {
         self.dir
             .join("manifests")
-            .join(format!("{v}{}", crate::plain::RECORD_SUFFIX))
+            .join(format!("{v}{}", PLAIN_RECORD_SUFFIX))
     }
 
     /// Stores the (encoded) record of a plain release being installed.
@@ -374,7 +377,10 @@ impl StateDir {
     }
 
     /// The record of an installed plain release, if it is one.
-    pub fn plain_record(&self, v: &Version) -> Result<Option<crate::plain::Record>> {
+    pub fn plain_record(
+        &self,
+        v: &Version,
+    ) -> Result<Option<charter_release::plain::InstallRecord>> {
         let p = self.plain_record_path(v);
         if !p.exists() {
             return Ok(None);

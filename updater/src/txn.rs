@@ -20,6 +20,7 @@ use crate::state::{BadCause, ChannelCache, HistoryEntry, HostState, Journal, Op,
 use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
 use charter_release::Limits;
+use charter_release::archive::{Layout, SetuidPolicy};
 use charter_release::channel::{ChannelPointer, VerifiedChannel};
 use charter_release::manifest::{
     CosignProof, Entry, FileKind, Manifest, VerifiedManifest, compile_globs,
@@ -48,7 +49,7 @@ pub enum Release {
     /// A plain artifact whose checksum file the cosign bundle verified
     /// (docs/SPEC.md §13.5); its file list is read from the tarball once
     /// it is downloaded.
-    Plain(Box<crate::plain::Checked>),
+    Plain(Box<charter_release::plain::VerifiedChecksums>),
 }
 
 /// A verified candidate release.
@@ -484,8 +485,10 @@ impl Updater {
                              up: pass --version"
                             .into(),
                     })?;
-                crate::plain::parse_latest(&self.fetch_body(rel, crate::plain::MAX_LATEST_BYTES)?)
-                    .map_err(|e| ReleaseError::PlainArtifact {
+                charter_release::plain::parse_latest(
+                    &self.fetch_body(rel, charter_release::plain::MAX_LATEST_BYTES)?,
+                )
+                .map_err(|e| ReleaseError::PlainArtifact {
                     what: self.fetcher.url_of(rel),
                     reason: e.to_string(),
                 })?
@@ -496,7 +499,10 @@ impl Updater {
         let cosign = self.signatures.cosign.as_ref().ok_or_else(|| {
             ReleaseError::SignaturePolicy("plain artifacts need a [signatures.cosign] table".into())
         })?;
-        let checksums = self.fetch_body(&located.checksums, crate::plain::MAX_CHECKSUMS_BYTES)?;
+        let checksums = self.fetch_body(
+            &located.checksums,
+            charter_release::plain::MAX_CHECKSUMS_BYTES,
+        )?;
         let bundle = match self.fetcher.get(
             &located.bundle,
             charter_keys::sigstore::MAX_BUNDLE_BYTES,
@@ -514,7 +520,9 @@ impl Updater {
             }
             Err(e) => return Err(e),
         };
-        let checked = crate::plain::Checked::verify(version, located, &checksums, &bundle, cosign)?;
+        let checked = charter_release::plain::VerifiedChecksums::verify(
+            version, located, &checksums, &bundle, cosign,
+        )?;
         p.unambiguous(checked.version(), &checksums)?;
         Ok(Candidate {
             release: Release::Plain(Box::new(checked)),
@@ -608,7 +616,7 @@ impl Updater {
                 .map_err(|e| Error::io("seek", &dl, e))
         };
         rewind(&mut file)?;
-        let files = crate::plain::scan(
+        let files = charter_release::plain::scan(
             &mut std::io::BufReader::with_capacity(1 << 20, &mut file),
             &checked.located().file_name,
             format,
@@ -617,7 +625,7 @@ impl Updater {
             p.max_unpacked_size,
             &self.limits,
         )?;
-        let m = crate::plain::synthesize(
+        let m = charter_release::plain::synthesize(
             &self.cfg.product,
             checked,
             format,
@@ -626,7 +634,7 @@ impl Updater {
             files,
             &self.limits,
         )?;
-        let record = crate::plain::Record {
+        let record = charter_release::plain::InstallRecord {
             located: checked.located().clone(),
             checksums: checked.checksums().to_owned(),
             bundle: checked.bundle().to_owned(),
@@ -1298,24 +1306,23 @@ impl Updater {
         let (mut stream, layout): (Box<dyn std::io::Read + Send + '_>, _) = match download {
             None => {
                 let rel = format!("releases/{}/{to}/{}", m.product, m.artifact.name);
-                (
-                    self.fetcher.stream(&rel, m.artifact.size)?,
-                    crate::extract::Layout::default(),
-                )
+                (self.fetcher.stream(&rel, m.artifact.size)?, Layout::Charter)
             }
             // Verified and scanned already; extracted from that same file
             // (whose digest extraction checks once more), under the plain
             // layout and the scan's decompression cap.
             Some(f) => {
-                let p = self.cfg.plain.as_ref();
-                (
-                    Box::new(f),
-                    crate::extract::Layout {
-                        plain: true,
-                        strip_components: usize::from(p.map_or(0, |p| p.strip_components)),
-                        bound: p.map(|p| p.max_unpacked_size),
+                let layout = match self.cfg.plain.as_ref() {
+                    Some(p) => Layout::Plain {
+                        strip_components: usize::from(p.strip_components),
+                        max_unpacked: p.max_unpacked_size,
                     },
-                )
+                    None => Layout::Plain {
+                        strip_components: 0,
+                        max_unpacked: charter_release::archive::tar_bound(m),
+                    },
+                };
+                (Box::new(f), layout)
             }
         };
         crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
@@ -1888,7 +1895,7 @@ impl Updater {
     }
 
     /// `update.allow_setuid` as a policy (checked at config load already).
-    fn setuid_policy(&self) -> Result<crate::extract::SetuidPolicy> {
+    fn setuid_policy(&self) -> Result<SetuidPolicy> {
         self.cfg
             .setuid_policy()
             .map_err(|reason| ReleaseError::InvalidInput {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::Result;
-use crate::extract::SetuidPolicy;
 use charter_release::Limits;
+use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{Entry, FileKind, Manifest};
 use charter_release::path::ArchivePath;
 

@@ -166,7 +166,7 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
                 .unwrap_or(&a.file);
             let listed = if a.file.starts_with("sha256:") {
                 // No name to look for: the digest must be listed.
-                charter_updater::plain::checksum_lines(&text)
+                charter_release::plain::checksum_lines(&text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
                     .iter()
                     .map(|(x, _)| x.0)
@@ -175,10 +175,10 @@ fn verify_bundle(ctx: &Ctx, a: &VerifyBlobArgs) -> Result<()> {
                         anyhow::anyhow!("{} does not list {}", sidecar.display(), a.file)
                     })?
             } else {
-                charter_updater::plain::checksum_for(
+                charter_release::plain::checksum_for(
                     &text,
                     name,
-                    charter_updater::plain::NamelessLine::MatchesAnyName,
+                    charter_release::plain::NamelessLine::MatchesAnyName,
                 )
                 .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?
                 .0
