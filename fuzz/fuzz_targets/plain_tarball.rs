@@ -10,7 +10,7 @@ use charter_release::Limits;
 use charter_release::manifest::{ArtifactFormat, compile_globs};
 use charter_release::digest::Sha256Digest;
 use charter_release::plain::{self, VerifiedChecksums};
-use charter_updater::plain::PlainConfig;
+use charter_updater::config::plain::PlainConfig;
 use sha2::Digest;
 
 static N: AtomicU64 = AtomicU64::new(0);
@@ -66,7 +66,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         strip_components: strip,
         max_unpacked: 1 << 24,
     };
-    let r = charter_updater::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
+    let r = charter_updater::host::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
     let _ = charter_updater::txn::remove_tree(&dir);
     if let Err(e) = r {
         panic!("scanned but not extracted: {e}");

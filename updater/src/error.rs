@@ -121,7 +121,7 @@ pub enum Error {
         /// The version.
         version: semver::Version,
         /// Why it was marked (unknown for marks older than the record).
-        cause: Option<crate::state::BadCause>,
+        cause: Option<crate::host::state::BadCause>,
     },
     /// Not enough disk space to stage a release.
     #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]

@@ -6,22 +6,15 @@
 //! numbers in comments refer to it.
 #![deny(missing_docs)]
 
-pub mod auto;
-pub mod backup;
 pub mod config;
 pub mod door;
 mod error;
-pub mod extract;
 pub mod failpoint;
-pub mod fetch;
-pub mod notify;
-pub mod plain;
+pub mod host;
+pub mod net;
 pub mod policy;
-pub mod run;
 pub mod selftest;
-pub mod state;
 pub mod txn;
-pub mod verify;
 
 pub use error::Error;
 

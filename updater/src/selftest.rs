@@ -192,7 +192,7 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
     if let Some(n) = &cfg.notify {
         r.push(
             "notify",
-            crate::notify::Notifier::new(n)
+            crate::net::notify::Notifier::new(n)
                 .map(|_| {
                     format!(
                         "events {} to {}",
@@ -201,7 +201,7 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
                             .map(|e| e.name())
                             .collect::<Vec<_>>()
                             .join(", "),
-                        crate::notify::redacted(&n.url)
+                        crate::net::notify::redacted(&n.url)
                     )
                 })
                 .map_err(|e| e.to_string()),
@@ -253,7 +253,7 @@ pub fn inventory(cfg: Option<&Config>) -> serde_json::Value {
         Some(Ok(r)) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
         Some(Err(e)) => serde_json::json!({"error": e.to_string()}),
     };
-    let state: Option<crate::state::HostState> =
+    let state: Option<crate::host::state::HostState> =
         std::fs::read(cfg.paths.state_dir.join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());

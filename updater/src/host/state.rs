@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::Validator;
+use crate::net::fetch::Validator;
 use crate::{Error, Result};
 
 /// Suffix of a stored plain-release record in `state/manifests/`.

@@ -373,7 +373,7 @@ mod tests {
             strip_components: 1,
             max_unpacked: 1 << 20,
         };
-        crate::extract::extract_with(&mut &t[..], &m, &staging, &Limits::default(), layout)
+        crate::host::extract::extract_with(&mut &t[..], &m, &staging, &Limits::default(), layout)
             .unwrap();
         let mode = |p: &str| {
             std::fs::metadata(staging.join(p))
@@ -391,7 +391,9 @@ mod tests {
         );
         // The same archive under the strict (charter) layout is refused.
         let strict = dir.path().join("strict");
-        assert!(crate::extract::extract(&mut &t[..], &m, &strict, &Limits::default()).is_err());
+        assert!(
+            crate::host::extract::extract(&mut &t[..], &m, &strict, &Limits::default()).is_err()
+        );
     }
 
     #[test]
@@ -421,7 +423,7 @@ mod tests {
             strip_components: 0,
             max_unpacked: 1 << 20,
         };
-        crate::extract::extract_with(
+        crate::host::extract::extract_with(
             &mut &t[..],
             &m,
             &dir.path().join("s"),

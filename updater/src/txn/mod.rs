@@ -14,9 +14,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::failpoint;
-use crate::fetch::{Fetched, Fetcher};
-use crate::run::{self, RunAs};
-use crate::state::{BadCause, ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step};
+use crate::host::run::{self, RunAs};
+use crate::host::state::{
+    BadCause, ChannelCache, HistoryEntry, HostState, Journal, Op, StateDir, Step,
+};
+use crate::net::fetch::{Fetched, Fetcher};
 use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
 use charter_release::Limits;
@@ -123,7 +125,7 @@ pub struct CheckReport {
 pub struct BackupReport {
     /// The backup.
     #[serde(flatten)]
-    pub backup: crate::backup::Backup,
+    pub backup: crate::host::backup::Backup,
     /// Per file: whether its current bytes still match the backup.
     pub unchanged: Vec<bool>,
 }
@@ -207,7 +209,7 @@ pub struct Updater {
     limits: Limits,
     notes: Box<dyn Fn(&str)>,
     signatures: SignaturePolicy,
-    notifier: Option<crate::notify::Notifier>,
+    notifier: Option<crate::net::notify::Notifier>,
 }
 
 impl std::fmt::Debug for Updater {
@@ -234,7 +236,7 @@ impl Updater {
         }
         // A webhook that cannot be set up (its CA file is gone, say) must
         // not stop `rollback` or `status`: said, and no events are sent.
-        let notifier = match cfg.notify.as_ref().map(crate::notify::Notifier::new) {
+        let notifier = match cfg.notify.as_ref().map(crate::net::notify::Notifier::new) {
             Some(Ok(n)) => Some(n),
             Some(Err(e)) => {
                 notes(&format!(
@@ -472,7 +474,11 @@ impl Updater {
     /// A plain release (docs/SPEC.md §13.5): the version (`--version`, or
     /// the unsigned `latest` file), its checksum file and the cosign bundle
     /// over it, verified; the tarball is not downloaded yet.
-    fn candidate_plain(&self, p: &crate::plain::PlainConfig, target: &Target) -> Result<Candidate> {
+    fn candidate_plain(
+        &self,
+        p: &crate::config::plain::PlainConfig,
+        target: &Target,
+    ) -> Result<Candidate> {
         let version = match target {
             Target::Version(v) => v.clone(),
             Target::Channel => {
@@ -783,7 +789,7 @@ impl Updater {
 
     /// The files backed up when leaving `from`: its config files and the
     /// license (when `[license]` names the agent's config).
-    fn backup_sources(&self, from: &Version) -> Vec<crate::backup::Source> {
+    fn backup_sources(&self, from: &Version) -> Vec<crate::host::backup::Source> {
         let mut out = Vec::new();
         if let Some(m) = self.stored_manifest(from) {
             let dir = self.release_dir(from);
@@ -794,7 +800,7 @@ impl Updater {
                     ..
                 } = e
                 {
-                    out.push(crate::backup::Source {
+                    out.push(crate::host::backup::Source {
                         kind: "config",
                         path: dir.join(path.as_str()),
                     });
@@ -803,7 +809,7 @@ impl Updater {
         }
         if let Some(lc) = &self.cfg.license {
             match charter_agent::config::Config::load(&lc.agent_config) {
-                Ok(acfg) => out.push(crate::backup::Source {
+                Ok(acfg) => out.push(crate::host::backup::Source {
                     kind: "license",
                     path: acfg.paths.license,
                 }),
@@ -815,7 +821,7 @@ impl Updater {
 
     fn take_backup(&self, from: &Version, to: &Version, txn: &str) -> Result<()> {
         let sources = self.backup_sources(from);
-        crate::backup::take(self.state.path(), from, to, txn, &sources, self.clock.now())?;
+        crate::host::backup::take(self.state.path(), from, to, txn, &sources, self.clock.now())?;
         Ok(())
     }
 
@@ -826,13 +832,13 @@ impl Updater {
         let Some(release) = release else {
             return;
         };
-        let Some(b) = crate::backup::load(self.state.path(), release) else {
+        let Some(b) = crate::host::backup::load(self.state.path(), release) else {
             return;
         };
         if &b.to != to {
             return;
         }
-        match crate::backup::restore(self.state.path(), &b, license) {
+        match crate::host::backup::restore(self.state.path(), &b, license) {
             Ok(r) if r.is_empty() => {}
             Ok(r) => (self.notes)(&format!(
                 "restored from the backup: {}",
@@ -884,10 +890,14 @@ impl Updater {
     /// `backups`: the kept backups, each file with whether it still
     /// matches.
     pub fn backups(&self) -> Vec<BackupReport> {
-        crate::backup::list(self.state.path())
+        crate::host::backup::list(self.state.path())
             .into_iter()
             .map(|b| BackupReport {
-                unchanged: b.files.iter().map(|f| !crate::backup::differs(f)).collect(),
+                unchanged: b
+                    .files
+                    .iter()
+                    .map(|f| !crate::host::backup::differs(f))
+                    .collect(),
                 backup: b,
             })
             .collect()
@@ -966,7 +976,7 @@ impl Updater {
     /// failure is noted, never returned.
     fn announce(
         &self,
-        kind: crate::notify::EventKind,
+        kind: crate::net::notify::EventKind,
         release: Option<Version>,
         running: Option<Version>,
         reason: Option<String>,
@@ -975,7 +985,7 @@ impl Updater {
         if !n.wants(kind) {
             return;
         }
-        let ev = crate::notify::Event::new(
+        let ev = crate::net::notify::Event::new(
             kind,
             &self.cfg.product,
             release,
@@ -992,7 +1002,7 @@ impl Updater {
     fn announce_failure(&self, release: Option<Version>, e: &Error) {
         let running = self.state.state().ok().and_then(|s| s.current);
         self.announce(
-            crate::notify::EventKind::Failed,
+            crate::net::notify::EventKind::Failed,
             release,
             running,
             Some(e.to_string()),
@@ -1001,7 +1011,7 @@ impl Updater {
 
     /// The event an outcome makes.
     fn announce_outcome(&self, o: &ApplyOutcome) {
-        use crate::notify::EventKind;
+        use crate::net::notify::EventKind;
         match o {
             ApplyOutcome::UpToDate { .. } => {}
             ApplyOutcome::Installed { to, .. } => self.announce(
@@ -1047,7 +1057,7 @@ impl Updater {
             .prepare(&Target::Channel)
             .inspect_err(|e| self.announce_failure(None, e))?;
         let candidate = c.version().clone();
-        let check_only = policy.automatic == crate::auto::Automatic::Check;
+        let check_only = policy.automatic == crate::policy::auto::Automatic::Check;
         let defer = |reason: String| {
             let o = ApplyOutcome::Deferred {
                 candidate: candidate.clone(),
@@ -1082,7 +1092,7 @@ impl Updater {
         let first_seen = match &st.offered {
             Some(o) if o.version == candidate => o.since,
             _ => {
-                st.offered = Some(crate::state::Offered {
+                st.offered = Some(crate::host::state::Offered {
                     version: candidate.clone(),
                     since: now,
                 });
@@ -1097,25 +1107,25 @@ impl Updater {
                     .pointer
                     .as_ref()
                     .map_or(first_seen, |p| p.published_at.min(first_seen));
-                crate::auto::Offer {
+                crate::policy::auto::Offer {
                     security_fix: m.security_fix,
                     out_since: published.max(m.released_at),
                 }
             }
-            Release::Plain(p) => crate::auto::Offer {
+            Release::Plain(p) => crate::policy::auto::Offer {
                 security_fix: false,
                 out_since: p.released_at().unwrap_or(first_seen),
             },
         };
-        match crate::auto::decide(&policy, &offer, self.clock.now()) {
-            crate::auto::Decision::Install => {
+        match crate::policy::auto::decide(&policy, &offer, self.clock.now()) {
+            crate::policy::auto::Decision::Install => {
                 (self.notes)(&format!(
                     "installing {candidate} by itself (update.automatic = \"{}\")",
                     policy.automatic.name()
                 ));
                 self.install(&c, st.current)
             }
-            crate::auto::Decision::Defer { reason, until } => {
+            crate::policy::auto::Decision::Defer { reason, until } => {
                 let o = ApplyOutcome::Deferred {
                     candidate,
                     reason,
@@ -1325,12 +1335,12 @@ impl Updater {
                 (Box::new(f), layout)
             }
         };
-        crate::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
+        crate::host::extract::extract_with(&mut stream, m, &partial, &self.limits, layout)?;
         drop(stream);
         // The host's rule for setuid/setgid bits, before anything can run
         // the tree (docs/SPEC.md §11.3 step 6).
         let setuid = self.setuid_policy()?;
-        for p in crate::extract::apply_setuid_policy(&partial, m, &setuid)? {
+        for p in crate::host::extract::apply_setuid_policy(&partial, m, &setuid)? {
             (self.notes)(&format!(
                 "{p}: setuid/setgid bits not installed (update.allow_setuid does not name it)"
             ));
@@ -1802,7 +1812,7 @@ impl Updater {
     }
 
     /// `verify`: the installed tree against its signed manifest.
-    pub fn verify_installed(&self) -> Result<crate::verify::Report> {
+    pub fn verify_installed(&self) -> Result<crate::host::verify::Report> {
         self.recover()?;
         let st = self.state.state()?;
         let v = st.current.ok_or_else(|| Error::NothingInstalled {
@@ -1825,7 +1835,7 @@ impl Updater {
         let mut preserve = m.preserve.clone();
         preserve.extend(self.cfg.update.preserve.iter().cloned());
         let setuid = self.setuid_policy()?;
-        crate::verify::verify_tree(
+        crate::host::verify::verify_tree(
             &self.release_dir(&v),
             &m,
             &compile_globs(&preserve)?,
@@ -1888,7 +1898,7 @@ impl Updater {
             remove_tree(&self.release_dir(&v))?;
             let _ = std::fs::remove_file(self.state.manifest_path(&v));
             let _ = std::fs::remove_file(self.state.plain_record_path(&v));
-            crate::backup::remove(self.state.path(), &v);
+            crate::host::backup::remove(self.state.path(), &v);
             let _ = std::fs::remove_file(self.state.sbom_path(&v));
         }
         Ok(())

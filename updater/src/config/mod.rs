@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auto::{AutoPolicy, Automatic};
-use crate::notify::NotifyConfig;
-use crate::plain::PlainConfig;
-use crate::policy::SignaturesConfig;
+use crate::net::notify::NotifyConfig;
+use crate::policy::auto::{AutoPolicy, Automatic};
 use crate::{Error, Result};
 use charter_keys::confsecret::{MasterKey, SecretValue};
 use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{HealthCheck, compile_globs, validate_product};
 use charter_release::path::ArchivePath;
 use charter_release::signatures::Require;
+use plain::PlainConfig;
+use signatures::SignaturesConfig;
+
+pub mod plain;
+pub mod signatures;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/charter.toml";
@@ -479,7 +482,8 @@ trust_root = "/etc/charter/trust/root.json"
     /// switched on.
     #[test]
     fn packaged_example_parses_with_and_without_the_plain_block() {
-        let text = include_str!("../../packaging/etc/charter.toml").replace("@PRODUCT@", "panel");
+        let text =
+            include_str!("../../../packaging/etc/charter.toml").replace("@PRODUCT@", "panel");
         Config::parse(&text, Path::new("charter.toml")).unwrap();
         let start = text.find("# [signatures]").unwrap();
         let plain: String = text[start..]

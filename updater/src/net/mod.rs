@@ -1,0 +1,5 @@
+//! The network: the repository client (conditional GETs, capped bodies,
+//! resumable downloads) and the update webhooks.
+
+pub mod fetch;
+pub mod notify;
