@@ -14,6 +14,7 @@ pub mod host;
 pub mod net;
 pub mod policy;
 pub mod selftest;
+pub mod source;
 pub mod txn;
 
 pub use error::Error;

@@ -155,7 +155,7 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
     } else {
         updater
             .candidate(&Target::Channel)
-            .map(|(c, _, root)| {
+            .map(|crate::source::Offered { candidate: c, root, .. }| {
                 let who = match c.cosign() {
                     Some(p) => format!(
                         "; cosign: {}",

@@ -206,14 +206,25 @@ pub fn differs(f: &BackedUp) -> bool {
     }
 }
 
-/// Restores every file of `b` whose bytes differ (the license only when
-/// `license` is true), byte for byte with its mode and owner. Returns the
-/// paths restored.
-pub fn restore(state: &Path, b: &Backup, license: bool) -> Result<Vec<PathBuf>> {
+/// Which files of a backup a restore writes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// The release's config files only (the operator may have changed
+    /// the license since).
+    Config,
+    /// The config files and the license (automatic rollbacks: nothing but
+    /// the update can have changed it since).
+    ConfigAndLicense,
+}
+
+/// Restores every file of `b` whose bytes differ (the license only under
+/// [`Restore::ConfigAndLicense`]), byte for byte with its mode and owner.
+/// Returns the paths restored.
+pub fn restore(state: &Path, b: &Backup, which: Restore) -> Result<Vec<PathBuf>> {
     let base = dir(state).join(b.release.to_string());
     let mut restored = Vec::new();
     for f in &b.files {
-        if (f.kind == "license" && !license) || !differs(f) {
+        if (f.kind == "license" && which == Restore::Config) || !differs(f) {
             continue;
         }
         let src = base.join(&f.stored);
