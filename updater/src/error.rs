@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// Everything that can go wrong on the host (what is wrong with release
 /// metadata itself is a [`charter_release::Error`]). Attack outcomes have
 /// variants of their own; every variant names the file, path or field.
@@ -121,7 +123,7 @@ pub enum Error {
         /// The version.
         version: semver::Version,
         /// Why it was marked (unknown for marks older than the record).
-        cause: Option<crate::host::state::BadCause>,
+        cause: Option<BadCause>,
     },
     /// Not enough disk space to stage a release.
     #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]
@@ -195,5 +197,31 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What marked a version bad (kept in the host state, `bad_causes`, and
+/// named by [`Error::BadVersion`]; defined here, below every module that
+/// uses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadCause {
+    /// It was swapped in and its health check failed.
+    HealthCheck,
+    /// It was swapped in and its restart or `post_swap` script failed.
+    Start,
+    /// An operator (or the panel) asked for a rollback from it.
+    Requested,
+}
+
+impl std::fmt::Display for BadCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadCause::HealthCheck => "failed its health check on this host before",
+            BadCause::Start => {
+                "failed to start on this host before (its restart or post_swap script failed)"
+            }
+            BadCause::Requested => "was rolled back on request on this host",
+        })
     }
 }

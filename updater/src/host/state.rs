@@ -68,29 +68,7 @@ pub struct HostState {
     pub offered: Option<Offered>,
 }
 
-/// What marked a version bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BadCause {
-    /// It was swapped in and its health check failed.
-    HealthCheck,
-    /// It was swapped in and its restart or `post_swap` script failed.
-    Start,
-    /// An operator (or the panel) asked for a rollback from it.
-    Requested,
-}
-
-impl std::fmt::Display for BadCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BadCause::HealthCheck => "failed its health check on this host before",
-            BadCause::Start => {
-                "failed to start on this host before (its restart or post_swap script failed)"
-            }
-            BadCause::Requested => "was rolled back on request on this host",
-        })
-    }
-}
+pub use crate::error::BadCause;
 
 impl HostState {
     /// Marks `v` bad for `cause`.

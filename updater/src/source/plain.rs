@@ -57,6 +57,7 @@ pub(super) fn candidate(src: &Source<'_>, p: &PlainConfig, target: &Target) -> R
         .into());
     };
     let checked = VerifiedChecksums::verify(version, located, &checksums, &bundle, cosign)?;
+    p.unambiguous(checked.version(), &checksums)?;
     Ok(Candidate {
         release: Release::Plain(Box::new(checked)),
         pointer: None,
