@@ -4,6 +4,7 @@
 
 mod agent;
 mod cli_blob;
+mod cli_errors;
 mod cli_keys;
 mod cli_manifest;
 mod cli_root;
