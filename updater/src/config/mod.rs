@@ -305,6 +305,22 @@ impl Config {
     }
 }
 
+/// A resolved secret field's plain text (an error names the field when
+/// it is still encrypted).
+pub(crate) fn secret(
+    v: &charter_keys::confsecret::SecretValue,
+    field: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    v.expose()
+        .map(|s| zeroize::Zeroizing::new(s.to_owned()))
+        .ok_or_else(|| {
+            Error::Keys(charter_keys::Error::Secret {
+                field: field.into(),
+                reason: "it is encrypted and was not decrypted".into(),
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,16 +119,16 @@ impl Notifier {
     pub fn new(cfg: &NotifyConfig) -> Result<Self> {
         let key = match &cfg.secret {
             Some(s) => Some(zeroize::Zeroizing::new(
-                crate::net::fetch::secret(s, "notify.secret")?
+                crate::config::secret(s, "notify.secret")?
                     .as_bytes()
                     .to_vec(),
             )),
             None => None,
         };
         let t = Duration::from_secs(u64::from(cfg.timeout_secs));
-        let agent = crate::net::fetch::http_agent(
+        let agent = crate::net::http::http_agent(
             cfg.ca_file.as_deref(),
-            crate::net::fetch::TlsVerification::Verify,
+            crate::net::http::TlsVerification::Verify,
             t,
             0,
             Some(t),
