@@ -1,23 +1,41 @@
 //! The host configuration, `/etc/charter/charter.toml` by default
 //! (`--config` or `CHARTER_CONFIG` point elsewhere). See docs/CONFIG.md.
+//!
+//! One file per table; this one holds the whole [`Config`], its loading,
+//! the checks that span tables, and the secret fields.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::net::notify::NotifyConfig;
-use crate::policy::auto::{AutoPolicy, Automatic};
 use crate::{Error, Result};
+use auto::AutoPolicy;
 use charter_keys::confsecret::{MasterKey, SecretValue};
 use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{HealthCheck, compile_globs, validate_product};
 use charter_release::path::ArchivePath;
 use charter_release::signatures::Require;
+use notify::NotifyConfig;
 use plain::PlainConfig;
 use signatures::SignaturesConfig;
 
+pub mod auto;
+mod license;
+pub mod notify;
+mod paths;
 pub mod plain;
+mod repository;
+mod self_update;
+mod service;
 pub mod signatures;
+mod update;
+
+pub use license::LicenseCheck;
+pub use paths::Paths;
+pub use repository::Repository;
+pub use self_update::SelfUpdate;
+pub use service::Service;
+pub use update::Update;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/charter.toml";
@@ -67,157 +85,8 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
 }
 
-/// Where the license agent's configuration is.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LicenseCheck {
-    /// The agent's config file (license path, state dir, trust root,
-    /// fingerprint sources).
-    pub agent_config: PathBuf,
-}
-
-/// Self-update: charter's own binaries are a release like any other.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SelfUpdate {
-    /// Path of the new `charter-update` inside the release tree.
-    pub binary: String,
-}
-
-/// The release repository.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Repository {
-    /// Base URL: `https://...`, `http://...` or `file:///...`.
-    pub url: String,
-    /// PEM file of CA certificates to trust instead of the built-in roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Turns TLS certificate verification off. Loud: logged at every run.
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    /// Seconds a connection or a read may stall before it is retried.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u32,
-    /// Retries of a failed request (with exponential backoff).
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// Bearer token sent to a private repository (secret: may be
-    /// `enc:v1:`).
-    #[serde(default)]
-    pub token: Option<SecretValue>,
-    /// User name for HTTP basic authentication.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password for HTTP basic authentication (secret: may be `enc:v1:`).
-    #[serde(default)]
-    pub password: Option<SecretValue>,
-}
-
-/// Paths on the host.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Paths {
-    /// `releases/<version>/` and the `current` symlink live here.
-    pub install_root: PathBuf,
-    /// Ratchet, journal, history, installed manifests, lock.
-    pub state_dir: PathBuf,
-    /// The trust root shipped with the package (version 1 or later);
-    /// required unless releases are plain artifacts (`[plain]`).
-    #[serde(default)]
-    pub trust_root: Option<PathBuf>,
-}
-
-/// The product's service.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Service {
-    /// Command that (re)starts the product (argv, no shell), run after
-    /// every swap. None: nothing is restarted.
-    #[serde(default)]
-    pub restart: Option<Vec<String>>,
-    /// Seconds the restart command may take.
-    #[serde(default = "default_restart_timeout")]
-    pub restart_timeout_secs: u32,
-    /// User update scripts run as (root when absent).
-    #[serde(default)]
-    pub scripts_user: Option<String>,
-    /// Seconds an update script may take.
-    #[serde(default = "default_script_timeout")]
-    pub script_timeout_secs: u32,
-}
-
-impl Default for Service {
-    fn default() -> Self {
-        Service {
-            restart: None,
-            restart_timeout_secs: default_restart_timeout(),
-            scripts_user: None,
-            script_timeout_secs: default_script_timeout(),
-        }
-    }
-}
-
-/// Update behaviour.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Update {
-    /// Installed releases kept on disk (current and previous always are).
-    #[serde(default = "default_keep")]
-    pub keep_releases: usize,
-    /// Extra globs of paths carried over from the running release.
-    #[serde(default)]
-    pub preserve: Vec<String>,
-    /// What `charter-update auto` (the timer) may install by itself.
-    #[serde(default)]
-    pub automatic: Automatic,
-    /// When it may (`DAYS HH:MM-HH:MM`; none: any time).
-    #[serde(default)]
-    pub windows: Vec<String>,
-    /// How long a release must have been out before `auto` installs it.
-    #[serde(default)]
-    pub min_age: Option<String>,
-    /// The zone of `windows` (an IANA name); default: the system's.
-    #[serde(default)]
-    pub timezone: Option<String>,
-    /// Files of the release installed with the setuid/setgid bits their
-    /// manifest signs (paths inside the release). Everywhere else those
-    /// bits are stripped.
-    #[serde(default)]
-    pub allow_setuid: Vec<String>,
-}
-
-impl Default for Update {
-    fn default() -> Self {
-        Update {
-            keep_releases: default_keep(),
-            preserve: Vec::new(),
-            automatic: Automatic::default(),
-            windows: Vec::new(),
-            min_age: None,
-            timezone: None,
-            allow_setuid: Vec::new(),
-        }
-    }
-}
-
 fn default_channel() -> String {
     "stable".into()
-}
-fn default_timeout() -> u32 {
-    30
-}
-fn default_retries() -> u32 {
-    5
-}
-fn default_restart_timeout() -> u32 {
-    120
-}
-fn default_script_timeout() -> u32 {
-    600
-}
-fn default_keep() -> usize {
-    3
 }
 
 impl Config {
@@ -434,6 +303,22 @@ impl Config {
             .or_else(|| std::env::var_os("CHARTER_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
     }
+}
+
+/// A resolved secret field's plain text (an error names the field when
+/// it is still encrypted).
+pub(crate) fn secret(
+    v: &charter_keys::confsecret::SecretValue,
+    field: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    v.expose()
+        .map(|s| zeroize::Zeroizing::new(s.to_owned()))
+        .ok_or_else(|| {
+            Error::Keys(charter_keys::Error::Secret {
+                field: field.into(),
+                reason: "it is encrypted and was not decrypted".into(),
+            })
+        })
 }
 
 #[cfg(test)]

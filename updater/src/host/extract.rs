@@ -544,3 +544,156 @@ fn implied_dirs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Extraction under the plain layout (`[plain]` tarballs, scanned by
+    //! charter_release::plain::scan).
+    use super::*;
+    use charter_release::manifest::{Artifact, compile_globs};
+    use charter_release::plain::scan;
+    use jiff::Timestamp;
+    use semver::Version;
+
+    /// `(path, type, mode, body)`; a symlink's body is its target.
+    type TarEntry<'a> = (&'a str, tar::EntryType, u32, &'a [u8]);
+
+    /// A gzip'd tar of entries with raw paths.
+    fn tgz(entries: &[TarEntry]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (path, kind, mode, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            let name = path.as_bytes();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_size(body.len() as u64);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name(std::str::from_utf8(body).unwrap()).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            } else {
+                h.set_cksum();
+                b.append(&h, *body).unwrap();
+            }
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn scan_tgz(bytes: &[u8], strip: usize, max: u64) -> charter_release::Result<Vec<Entry>> {
+        scan(
+            &mut &bytes[..],
+            "t.tar.gz",
+            ArtifactFormat::TarGz,
+            strip,
+            &compile_globs(&["etc/*".to_owned()]).unwrap(),
+            max,
+            &Limits::default(),
+        )
+    }
+
+    /// The manifest the host would synthesize for tarball bytes `t` with
+    /// no signature behind them (what `charter_release::plain::synthesize`
+    /// makes of a verified checksum file; unit tests of extraction).
+    fn plain_manifest(t: &[u8], config: &[String], files: Vec<Entry>) -> Manifest {
+        let m = Manifest {
+            product: "p".into(),
+            version: Version::new(1, 0, 0),
+            released_at: Timestamp::UNIX_EPOCH,
+            expires: Timestamp::MAX,
+            security_fix: false,
+            artifact: Artifact {
+                name: "p-1.0.0.tar.gz".into(),
+                format: ArtifactFormat::TarGz,
+                size: t.len() as u64,
+                sha256: Sha256Digest(Sha256::digest(t).into()),
+            },
+            preserve: Vec::new(),
+            config: config.to_vec(),
+            health_check: None,
+            scripts: Default::default(),
+            sbom: None,
+            files,
+        };
+        m.validate(&Limits::default()).unwrap();
+        m
+    }
+
+    #[test]
+    fn extraction_follows_the_plain_layout() {
+        use std::os::unix::fs::PermissionsExt;
+        use tar::EntryType as T;
+        let t = tgz(&[
+            ("./p-1/", T::Directory, 0o755, b""),
+            ("./p-1/bin/app", T::Regular, 0o755, b"#!/bin/sh\n"),
+            ("./p-1/bin/", T::Directory, 0o750, b""),
+            ("./p-1/etc/app.conf", T::Regular, 0o640, b"a=1\n"),
+        ]);
+        let files = scan_tgz(&t, 1, 1 << 20).unwrap();
+        let m = plain_manifest(&t, &["etc/*".to_owned()], files);
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("s");
+        let layout = charter_release::archive::Layout::Plain {
+            strip_components: 1,
+            max_unpacked: 1 << 20,
+        };
+        extract_with(&mut &t[..], &m, &staging, &Limits::default(), layout).unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(staging.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("bin"), 0o750);
+        assert_eq!(mode("etc"), 0o755);
+        assert_eq!(mode("etc/app.conf"), 0o640);
+        assert_eq!(
+            std::fs::read(staging.join("bin/app")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        // The same archive under the strict (charter) layout is refused.
+        let strict = dir.path().join("strict");
+        assert!(extract(&mut &t[..], &m, &strict, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn pax_sizes_count_in_extraction() {
+        use tar::EntryType as T;
+        // A file whose size only a pax record gives: scanned and extracted
+        // by the same size.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        b.append_pax_extensions([("size", &b"5"[..])]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_entry_type(T::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b"hello"[..]).unwrap();
+        let t = b.into_inner().unwrap().finish().unwrap();
+        let files = scan_tgz(&t, 0, 1 << 20).unwrap();
+        assert!(
+            matches!(files.as_slice(), [Entry::File { size: 5, .. }]),
+            "{files:?}"
+        );
+        let m = plain_manifest(&t, &[], files);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = charter_release::archive::Layout::Plain {
+            strip_components: 0,
+            max_unpacked: 1 << 20,
+        };
+        extract_with(
+            &mut &t[..],
+            &m,
+            &dir.path().join("s"),
+            &Limits::default(),
+            layout,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("s/f")).unwrap(), b"hello");
+    }
+}

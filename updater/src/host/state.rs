@@ -22,7 +22,6 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::net::fetch::Validator;
 use crate::{Error, Result};
 
 /// Suffix of a stored plain-release record in `state/manifests/`.
@@ -99,6 +98,43 @@ pub struct Offered {
     pub version: Version,
     /// First seen on offer.
     pub since: Timestamp,
+}
+
+/// What a conditional GET remembers about a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validator {
+    /// The ETag the server sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The Last-Modified the server sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// When the document was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<jiff::Timestamp>,
+}
+
+impl Validator {
+    /// Whether a conditional request may rely on this validator. Servers
+    /// derive validators from the file's mtime in whole seconds (and nginx's
+    /// ETag from mtime and size), so a document fetched in the same second
+    /// it was written could be replaced within that second without its
+    /// validator changing: the host would then be told "not modified"
+    /// until the next publication. Such validators are not used.
+    pub fn usable(&self) -> bool {
+        let Some(fetched) = self.fetched_at else {
+            return false;
+        };
+        match self.last_modified.as_deref().and_then(parse_http_date) {
+            Some(lm) => fetched.as_second() - lm.as_second() >= 2,
+            None => self.etag.is_some() && self.last_modified.is_none(),
+        }
+    }
+}
+
+/// Parses an HTTP date (IMF-fixdate, as servers send in Last-Modified).
+fn parse_http_date(s: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(s).ok().map(|z| z.timestamp())
 }
 
 /// The last verified channel pointer, for conditional GETs.

@@ -13,115 +13,19 @@
 //! random id and its time inside the signed body, so a receiver can
 //! refuse replays.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use charter_keys::confsecret::SecretValue;
 use charter_release::Error as ReleaseError;
 use hmac::{KeyInit, Mac};
 use jiff::Timestamp;
 use semver::Version;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Result;
+use crate::config::notify::NotifyConfig;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventKind {
-    /// A release was installed and is healthy.
-    Installed,
-    /// A release failed after the swap and the previous one runs again
-    /// (also a rollback the operator asked for).
-    RolledBack,
-    /// An update stopped before the swap (nothing changed).
-    Failed,
-    /// `auto` found a release it may not install by itself yet.
-    Deferred,
-}
-
-impl EventKind {
-    /// The name on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::Installed => "installed",
-            EventKind::RolledBack => "rolled-back",
-            EventKind::Failed => "failed",
-            EventKind::Deferred => "deferred",
-        }
-    }
-}
-
-fn default_events() -> Vec<EventKind> {
-    vec![
-        EventKind::Installed,
-        EventKind::RolledBack,
-        EventKind::Failed,
-    ]
-}
-
-fn default_timeout() -> u32 {
-    10
-}
-
-/// `[notify]` in charter.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// Where events are POSTed (https:// or http://).
-    pub url: String,
-    /// HMAC key for `X-Charter-Signature` (secret: may be `enc:v1:`).
-    #[serde(default)]
-    pub secret: Option<SecretValue>,
-    /// Which events are sent.
-    #[serde(default = "default_events")]
-    pub events: Vec<EventKind>,
-    /// Seconds one attempt may take.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u32,
-    /// PEM file of CA certificates to trust instead of the built-in roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-impl NotifyConfig {
-    /// Checks the URL and the numbers; the message names the field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(format!(
-                "notify.url `{}` must start with https:// or http://",
-                self.url
-            ));
-        }
-        if let Some(rest) = self.url.split("://").nth(1)
-            && rest.split('/').next().is_some_and(|a| a.contains('@'))
-        {
-            return Err("notify.url must not carry credentials".into());
-        }
-        if self.timeout_secs == 0 || self.timeout_secs > 300 {
-            return Err("notify.timeout_secs must be within 1..=300".into());
-        }
-        if self.events.is_empty() {
-            return Err("notify.events is empty: leave [notify] out instead".into());
-        }
-        if self
-            .secret
-            .as_ref()
-            .is_some_and(|s| !s.is_encrypted() && s.expose().is_some_and(str::is_empty))
-        {
-            return Err("notify.secret is empty".into());
-        }
-        if let Some(p) = &self.ca_file
-            && !p.is_absolute()
-        {
-            return Err(format!(
-                "notify.ca_file `{}` must be an absolute path",
-                p.display()
-            ));
-        }
-        Ok(())
-    }
-}
+/// Re-exported for the transaction, which names event kinds from here.
+pub use crate::config::notify::EventKind;
 
 /// One event (the JSON body).
 #[derive(Debug, Clone, Serialize)]
@@ -215,16 +119,16 @@ impl Notifier {
     pub fn new(cfg: &NotifyConfig) -> Result<Self> {
         let key = match &cfg.secret {
             Some(s) => Some(zeroize::Zeroizing::new(
-                crate::net::fetch::secret(s, "notify.secret")?
+                crate::config::secret(s, "notify.secret")?
                     .as_bytes()
                     .to_vec(),
             )),
             None => None,
         };
         let t = Duration::from_secs(u64::from(cfg.timeout_secs));
-        let agent = crate::net::fetch::http_agent(
+        let agent = crate::net::http::http_agent(
             cfg.ca_file.as_deref(),
-            crate::net::fetch::TlsVerification::Verify,
+            crate::net::http::TlsVerification::Verify,
             t,
             0,
             Some(t),
@@ -320,35 +224,5 @@ mod tests {
             "https://hooks.slack.com/…"
         );
         assert_eq!(redacted("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
-    }
-
-    #[test]
-    fn config_mistakes_are_named() {
-        let base = |url: &str| NotifyConfig {
-            url: url.into(),
-            secret: None,
-            events: default_events(),
-            timeout_secs: 10,
-            ca_file: None,
-        };
-        base("https://panel.example/hook").validate().unwrap();
-        assert!(
-            base("ftp://x/")
-                .validate()
-                .unwrap_err()
-                .contains("notify.url")
-        );
-        assert!(
-            base("https://u:p@x/")
-                .validate()
-                .unwrap_err()
-                .contains("credentials")
-        );
-        let mut c = base("https://x/");
-        c.timeout_secs = 0;
-        assert!(c.validate().unwrap_err().contains("timeout_secs"));
-        let mut c = base("https://x/");
-        c.events.clear();
-        assert!(c.validate().unwrap_err().contains("notify.events"));
     }
 }
