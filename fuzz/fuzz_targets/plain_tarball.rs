@@ -67,7 +67,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         max_unpacked: 1 << 24,
     };
     let r = charter_updater::host::extract::extract_with(&mut &gz[..], &m, &dir, &limits, layout);
-    let _ = charter_updater::txn::remove_tree(&dir);
+    let _ = charter_updater::host::fs::remove_tree(&dir);
     if let Err(e) = r {
         panic!("scanned but not extracted: {e}");
     }

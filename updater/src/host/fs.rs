@@ -5,6 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
+
+/// Free space an update leaves on the file system it writes to: what a
+/// download of unknown size stops before, and what staging needs beyond
+/// the release tree itself.
+pub const FREE_SPACE_RESERVE: u64 = 64 << 20;
 use charter_release::Error as ReleaseError;
 
 /// Removes a directory tree if it exists (making read-only directories

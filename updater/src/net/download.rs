@@ -10,6 +10,7 @@ use charter_release::Error as ReleaseError;
 
 use super::fetch::{Base, Fetcher};
 use super::http::http_error;
+use crate::host::fs::FREE_SPACE_RESERVE;
 use crate::{Error, Result};
 
 /// What a download has written so far: the bytes' running SHA-256 and
@@ -31,10 +32,6 @@ impl Progress {
         Ok(())
     }
 }
-
-/// Free space a download of unknown size leaves on the file system it
-/// writes to (the running release's, usually).
-pub const FREE_SPACE_RESERVE: u64 = 64 << 20;
 
 impl Fetcher {
     /// Opens a stream of exactly `size` bytes of `rel`. The stream resumes

@@ -16,9 +16,6 @@ use crate::config::{Repository, secret};
 use crate::host::state::Validator;
 use crate::{Error, Result};
 
-/// Re-exported for staging, which sizes its free-space check with it.
-pub use super::download::FREE_SPACE_RESERVE;
-
 /// The answer to a (conditional) GET.
 #[derive(Debug)]
 pub enum Fetched {

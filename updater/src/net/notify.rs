@@ -25,7 +25,7 @@ use crate::Result;
 use crate::config::notify::NotifyConfig;
 
 /// Re-exported for the transaction, which names event kinds from here.
-pub use crate::config::notify::EventKind;
+use crate::config::notify::EventKind;
 
 /// One event (the JSON body).
 #[derive(Debug, Clone, Serialize)]

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::config::auto::AutoPolicy;
 /// Re-exported for the transaction, which names the mode from here.
-pub use crate::config::auto::Automatic;
+use crate::config::auto::Automatic;
 
 /// What `auto` knows of the candidate when it decides.
 #[derive(Debug, Clone)]

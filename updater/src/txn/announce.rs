@@ -7,8 +7,9 @@ use semver::Version;
 
 use super::ApplyOutcome;
 use crate::Error;
+use crate::config::notify::EventKind;
 use crate::host::state::StateDir;
-use crate::net::notify::{Event, EventKind, Notifier};
+use crate::net::notify::{Event, Notifier};
 
 /// Sends the events of one host.
 pub(crate) struct Announcer<'a> {

@@ -24,7 +24,7 @@ pub(super) fn auto(u: &Updater) -> Result<ApplyOutcome> {
         .prepare(&Target::Channel)
         .inspect_err(|e| u.announcer().failure(None, e))?;
     let candidate = c.version().clone();
-    let check_only = policy.automatic == auto::Automatic::Check;
+    let check_only = policy.automatic == crate::config::auto::Automatic::Check;
     let defer = |reason: String| {
         let o = ApplyOutcome::Deferred {
             candidate: candidate.clone(),

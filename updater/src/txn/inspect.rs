@@ -72,13 +72,7 @@ impl Updater {
         };
         let mut preserve = m.preserve.clone();
         preserve.extend(self.cfg.update.preserve.iter().cloned());
-        let setuid = self
-            .cfg
-            .setuid_policy()
-            .map_err(|reason| ReleaseError::InvalidInput {
-                what: "update.allow_setuid",
-                reason,
-            })?;
+        let setuid = self.cx().setuid_policy()?;
         crate::host::verify::verify_tree(
             &self.cx().root.release(&v),
             &m,

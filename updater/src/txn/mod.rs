@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use charter_keys::Clock;
 use charter_keys::root::VerifiedRoot;
+use charter_release::Error as ReleaseError;
 use charter_release::Limits;
+use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{CosignProof, Manifest};
 use charter_release::signatures::SignaturePolicy;
 use jiff::Timestamp;
@@ -207,6 +209,17 @@ impl Ctx<'_> {
         };
         self.state.append_history(&h)?;
         Ok(h)
+    }
+
+    /// `update.allow_setuid` as a policy (checked at config load already).
+    pub(crate) fn setuid_policy(&self) -> Result<SetuidPolicy> {
+        self.cfg
+            .setuid_policy()
+            .map_err(|reason| ReleaseError::InvalidInput {
+                what: "update.allow_setuid",
+                reason,
+            })
+            .map_err(crate::Error::from)
     }
 
     /// The manifest `v` was installed from, unverified (what was checked

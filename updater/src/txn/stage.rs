@@ -4,7 +4,7 @@
 //! `releases/<to>`. [`abort`] undoes it, for a failed apply and for
 //! recovery alike.
 
-use charter_release::archive::{Layout, SetuidPolicy};
+use charter_release::archive::Layout;
 use charter_release::manifest::{Entry, Manifest};
 use semver::Version;
 
@@ -16,7 +16,6 @@ use crate::host::layout::InstallRoot;
 use crate::host::state::HostState;
 use crate::net::fetch::{Fetched, Fetcher};
 use crate::{Error, Result};
-use charter_release::Error as ReleaseError;
 
 /// Step 1: `releases/` must have room for the tree (every file rounded
 /// up to 4 KiB plus 4 KiB, 4 KiB an other entry) plus 64 MiB.
@@ -29,7 +28,7 @@ pub(crate) fn check_space(root: InstallRoot<'_>, m: &Manifest) -> Result<()> {
             _ => 4096,
         })
         .sum::<u64>()
-        .saturating_add(crate::net::fetch::FREE_SPACE_RESERVE);
+        .saturating_add(crate::host::fs::FREE_SPACE_RESERVE);
     let releases = root.releases();
     std::fs::create_dir_all(&releases).map_err(|e| Error::io("create", &releases, e))?;
     let vfs =
@@ -101,7 +100,7 @@ pub(crate) fn stage(
     drop(stream);
     // The host's rule for setuid/setgid bits, before anything can run the
     // tree (step 6).
-    let setuid = setuid_policy(cx)?;
+    let setuid = cx.setuid_policy()?;
     for p in crate::host::extract::apply_setuid_policy(&partial, m, &setuid)? {
         cx.note(&format!(
             "{p}: setuid/setgid bits not installed (update.allow_setuid does not name it)"
@@ -129,17 +128,6 @@ pub(crate) fn stage(
     charter_keys::fsutil::sync_dir(&cx.root.releases())?;
     failpoint::hit("apply:after-stage-rename");
     Ok(())
-}
-
-/// `update.allow_setuid` as a policy (checked at config load already).
-fn setuid_policy(cx: &Ctx<'_>) -> Result<SetuidPolicy> {
-    cx.cfg
-        .setuid_policy()
-        .map_err(|reason| ReleaseError::InvalidInput {
-            what: "update.allow_setuid",
-            reason,
-        })
-        .map_err(crate::Error::from)
 }
 
 /// Undoes a staging of `to` that did not reach the swap: the partial
