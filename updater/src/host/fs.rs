@@ -127,6 +127,31 @@ pub fn sync_tree(path: &Path) -> Result<()> {
     dir.sync_all().map_err(|e| Error::io("sync", path, e))
 }
 
+/// Every entry under `root`: its path relative to `root` and its lstat,
+/// never following symlinks and skipping what cannot be read instead of
+/// failing (an installed tree holds the product's data, whatever it is).
+/// In no particular order.
+pub fn walk_tolerant(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let r = rel.join(e.file_name());
+            let Ok(md) = std::fs::symlink_metadata(root.join(&r)) else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(r.clone());
+            }
+            out.push((r, md));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -55,34 +55,20 @@ struct Seen {
 }
 
 fn walk(root: &Path) -> BTreeMap<String, Seen> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let r = rel.join(e.file_name());
-            let Ok(md) = std::fs::symlink_metadata(root.join(&r)) else {
-                continue;
-            };
+    super::fs::walk_tolerant(root)
+        .into_iter()
+        .map(|(r, md)| {
             let ft = md.file_type();
-            if ft.is_dir() {
-                stack.push(r.clone());
-            }
-            out.insert(
-                r.to_string_lossy().into_owned(),
-                Seen {
-                    is_dir: ft.is_dir(),
-                    is_file: ft.is_file(),
-                    is_link: ft.is_symlink(),
-                    mode: md.permissions().mode() & 0o7777,
-                    size: md.size(),
-                },
-            );
-        }
-    }
-    out
+            let seen = Seen {
+                is_dir: ft.is_dir(),
+                is_file: ft.is_file(),
+                is_link: ft.is_symlink(),
+                mode: md.permissions().mode() & 0o7777,
+                size: md.size(),
+            };
+            (r.to_string_lossy().into_owned(), seen)
+        })
+        .collect()
 }
 
 /// Verifies `dir` against `m`. `preserve` matches paths that may exist

@@ -3,7 +3,7 @@
 //! release into the one being staged.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use charter_release::Error as ReleaseError;
 use charter_release::manifest::{Entry, FileKind, Manifest, compile_globs};
@@ -130,30 +130,13 @@ pub(crate) fn carry_over(
     Ok(notes)
 }
 
-/// Every entry under `root` (relative path, lstat), never following
-/// symlinks and skipping what cannot be read instead of failing: preserved
-/// data is the product's, whatever it holds.
+/// Every entry under `root` with a UTF-8 path (relative path, lstat),
+/// sorted by path: preserved data is the product's, whatever it holds.
 fn walk_tolerant(root: &Path) -> Vec<(String, std::fs::Metadata)> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let r = rel.join(e.file_name());
-            let Some(name) = r.to_str().map(str::to_owned) else {
-                continue;
-            };
-            let Ok(md) = std::fs::symlink_metadata(root.join(&r)) else {
-                continue;
-            };
-            if md.is_dir() {
-                stack.push(r);
-            }
-            out.push((name, md));
-        }
-    }
+    let mut out: Vec<(String, std::fs::Metadata)> = crate::host::fs::walk_tolerant(root)
+        .into_iter()
+        .filter_map(|(r, md)| Some((r.to_str()?.to_owned(), md)))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

@@ -19,7 +19,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+mod date;
+mod parse;
+
+use date::now_secs;
+pub use date::{http_date, parse_http_date};
+use parse::{
+    RangeSpec, etag_list_matches, map_path, parse_range, read_head, request_line_guess, url_path,
+};
 
 /// Largest accepted request head (request line + headers + blank line).
 const MAX_HEAD: usize = 16 * 1024;
@@ -386,110 +395,6 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     send(stream, response, is_head, shared, &record);
 }
 
-/// Reads the request head (up to and including the blank line).
-fn read_head(stream: &mut TcpStream) -> Result<Head, HeadError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Err(HeadError::Gone),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return Err(HeadError::Gone),
-        };
-        // Only the new bytes (plus 3 before them) can complete the terminator.
-        let from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf, from) {
-            if end > MAX_HEAD {
-                return Err(HeadError::TooLarge(buf));
-            }
-            break end;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(HeadError::TooLarge(buf));
-        }
-    };
-    let Ok(text) = std::str::from_utf8(&buf[..end]) else {
-        return Err(HeadError::Malformed(buf));
-    };
-    let mut lines = text
-        .trim_start_matches(['\r', '\n'])
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ').filter(|s| !s.is_empty());
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HeadError::Malformed(buf));
-    };
-    if !version.starts_with("HTTP/1.") || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(HeadError::Malformed(buf));
-    }
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(HeadError::Malformed(buf));
-        };
-        if name.is_empty() || name.contains([' ', '\t']) {
-            return Err(HeadError::Malformed(buf));
-        }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    Ok(Head {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        headers,
-    })
-}
-
-/// Index just past the blank line ending the head ("\r\n\r\n" or "\n\n"),
-/// searching from `from`. Leading empty lines (allowed before the request
-/// line) do not count.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let from = from.max(start);
-    (from..buf.len()).find_map(|i| {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            Some(i + 4)
-        } else if buf[i..].starts_with(b"\n\n") {
-            Some(i + 2)
-        } else {
-            None
-        }
-    })
-}
-
-/// Method and path from a raw head that could not be parsed, for the log.
-fn request_line_guess(raw: &[u8]) -> (String, String) {
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let path = url_path(parts.next().unwrap_or("")).to_owned();
-    (method, path)
-}
-
-/// The path of a request target: origin-form or absolute-form, without query
-/// string or fragment.
-fn url_path(target: &str) -> &str {
-    let mut t = target;
-    for scheme in ["http://", "https://"] {
-        if let Some(rest) = t.strip_prefix(scheme) {
-            t = rest.find('/').map_or("/", |i| &rest[i..]);
-        }
-    }
-    let end = t.find(['?', '#']).unwrap_or(t.len());
-    &t[..end]
-}
-
 fn take_fault(shared: &Shared, path: &str) -> Option<Fault> {
     if let Some(f) = lock(&shared.sequences)
         .get_mut(path)
@@ -636,117 +541,6 @@ fn serve_file(head: &Head, path: &str, root: &Path, fault: Option<&Fault>) -> Re
     r = r.header("Content-Length", claimed);
     r.body = Body::File { file, start, len };
     r
-}
-
-/// Maps a URL path onto `root`; None if a segment is `..` (also when
-/// percent-encoded) or otherwise unsafe.
-fn map_path(root: &Path, path: &str) -> Option<PathBuf> {
-    let rest = path.strip_prefix('/')?;
-    let mut out = root.to_owned();
-    for seg in rest.split('/') {
-        let seg = percent_decode(seg);
-        match seg.as_str() {
-            "" | "." => {}
-            ".." => return None,
-            s if s.contains(['/', '\0']) => return None,
-            s => out.push(s),
-        }
-    }
-    Some(out)
-}
-
-/// Decodes %XX escapes; invalid escapes and non-UTF-8 results are kept as
-/// written.
-fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    let hex = |c: u8| (c as char).to_digit(16);
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
-}
-
-/// Whether an If-None-Match / If-Range value matches `etag`. `strong`
-/// selects strong comparison (If-Range), otherwise weak (If-None-Match).
-fn etag_list_matches(list: &str, etag: &str, strong: bool) -> bool {
-    list.split(',').map(str::trim).any(|candidate| {
-        if candidate == "*" {
-            return !strong;
-        }
-        match candidate.strip_prefix("W/") {
-            Some(weak) => !strong && weak == etag,
-            None => candidate == etag,
-        }
-    })
-}
-
-enum RangeSpec {
-    Full,
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-/// Parses a single-range `bytes=` header against a representation of
-/// `size` bytes. Anything not understood (other units, several ranges,
-/// syntax errors) is ignored, which serves the whole file.
-fn parse_range(spec: &str, size: u64) -> RangeSpec {
-    let Some(set) = spec.trim().strip_prefix("bytes=") else {
-        return RangeSpec::Full;
-    };
-    let set = set.trim();
-    if set.contains(',') {
-        return RangeSpec::Full;
-    }
-    let Some((first, last)) = set.split_once('-') else {
-        return RangeSpec::Full;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let num = |s: &str| -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            None
-        } else {
-            // Overlong numbers saturate: they only ever mean "past the end".
-            Some(s.parse().unwrap_or(u64::MAX))
-        }
-    };
-    if first.is_empty() {
-        // Suffix range: the last N bytes.
-        return match num(last) {
-            None => RangeSpec::Full,
-            Some(0) => RangeSpec::Unsatisfiable,
-            Some(_) if size == 0 => RangeSpec::Unsatisfiable,
-            Some(n) => RangeSpec::Part(size.saturating_sub(n), size - 1),
-        };
-    }
-    let Some(first) = num(first) else {
-        return RangeSpec::Full;
-    };
-    let last = if last.is_empty() {
-        None
-    } else {
-        match num(last) {
-            Some(l) if l >= first => Some(l),
-            _ => return RangeSpec::Full,
-        }
-    };
-    if first >= size {
-        return RangeSpec::Unsatisfiable;
-    }
-    let last = last.map_or(size - 1, |l| l.min(size - 1));
-    RangeSpec::Part(first, last)
 }
 
 /// Writes the response and ends the connection as the response asks.
@@ -944,111 +738,4 @@ fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Status",
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Formats seconds since the Unix epoch as an IMF-fixdate
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[((days + 4) % 7) as usize], // 1970-01-01 was a Thursday
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-    )
-}
-
-/// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) into seconds since
-/// the Unix epoch. None if it is not a date or before 1970.
-pub fn parse_http_date(s: &str) -> Option<u64> {
-    let (mut day, mut month, mut year, mut time) = (None, None, None, None);
-    for tok in s
-        .split([' ', ',', '-'])
-        .filter(|t| !t.is_empty() && *t != "GMT")
-    {
-        if let Some(i) = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(tok)) {
-            month = Some(i as u64 + 1);
-        } else if tok.contains(':') {
-            let mut p = tok.split(':').map(|x| x.parse::<u64>().ok());
-            let (Some(Some(h)), Some(Some(mi)), Some(Some(se)), None) =
-                (p.next(), p.next(), p.next(), p.next())
-            else {
-                return None;
-            };
-            if h > 23 || mi > 59 || se > 60 {
-                return None;
-            }
-            time = Some(h * 3600 + mi * 60 + se);
-        } else if tok.bytes().all(|b| b.is_ascii_digit()) {
-            // The first short number is the day, the next one the year
-            // (two-digit years are RFC 850's).
-            let n: u64 = tok.parse().ok()?;
-            if day.is_none() && tok.len() <= 2 {
-                day = Some(n);
-            } else if year.is_none() {
-                year = Some(match (tok.len(), n) {
-                    (2, n) if n < 70 => 2000 + n,
-                    (2, n) => 1900 + n,
-                    (_, n) => n,
-                });
-            } else {
-                return None;
-            }
-        } else if DAYS
-            .iter()
-            .any(|d| tok.get(..3).is_some_and(|t| t.eq_ignore_ascii_case(d)))
-        {
-            // Day name: ignored.
-        } else {
-            return None;
-        }
-    }
-    let (day, month, year, time) = (day?, month?, year?, time?);
-    if !(1..=31).contains(&day) || year < 1970 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + time)
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01
-/// (Howard Hinnant's algorithm, restricted to dates after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days since 1970-01-01 of a date at or after 1970.
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y % 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
