@@ -100,3 +100,23 @@ pub fn generate_docs(cmd: impl FnOnce() -> clap::Command) -> Option<ExitCode> {
         }
     })
 }
+
+/// Crash injection for tests. With the `failpoints` feature,
+/// `CHARTER_FAILPOINT=<name>` makes the process abort (no destructors, no
+/// flushing: as close to `kill -9` as a process can do to itself) when it
+/// reaches the named point. Without the feature this compiles to nothing.
+pub mod failpoint {
+    /// Aborts the process when `CHARTER_FAILPOINT` names this point.
+    #[cfg(feature = "failpoints")]
+    pub fn hit(name: &str) {
+        if std::env::var("CHARTER_FAILPOINT").as_deref() == Ok(name) {
+            eprintln!("charter-update: failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+
+    /// No-op without the `failpoints` feature.
+    #[cfg(not(feature = "failpoints"))]
+    #[inline(always)]
+    pub fn hit(_name: &str) {}
+}

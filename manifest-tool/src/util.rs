@@ -102,7 +102,7 @@ pub fn load_public(path: &Path, pass: &PassphraseSource) -> Result<PublicKey> {
 
 /// Parses a duration like `90d`, `12h`, `2w`, `30m`, `45s`.
 pub fn parse_duration(text: &str) -> Result<SignedDuration> {
-    charter_updater::config::auto::parse_duration(text).map_err(|e| anyhow!(e))
+    charter_release::duration::parse_duration(text).map_err(|e| anyhow!(e))
 }
 
 /// Parses an expiry: a duration after `base`, or an RFC 3339 time.

@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod channel;
 pub mod digest;
+pub mod duration;
 mod error;
 pub mod manifest;
 pub mod pack;

@@ -2,20 +2,10 @@
 //! `CHARTER_FAILPOINT=<name>` makes the process abort (no destructors, no
 //! flushing: as close to `kill -9` as a process can do to itself) when it
 //! reaches the named point. Without the feature this compiles to nothing.
+//! The mechanism is charter_binkit's; the updater's points are listed
+//! here.
 
-/// Aborts the process when `CHARTER_FAILPOINT` names this point.
-#[cfg(feature = "failpoints")]
-pub fn hit(name: &str) {
-    if std::env::var("CHARTER_FAILPOINT").as_deref() == Ok(name) {
-        eprintln!("charter-update: failpoint {name}: aborting");
-        std::process::abort();
-    }
-}
-
-/// No-op without the `failpoints` feature.
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-pub fn hit(_name: &str) {}
+pub use charter_binkit::failpoint::hit;
 
 /// Every failpoint, in the order a transaction reaches them (tests iterate
 /// over this list).

@@ -276,7 +276,7 @@ fn rotate(ctx: &Ctx, new_key: &Path, paths: &[PathBuf]) -> Result<()> {
             names.push(*field);
         }
         write(&p.c.path, &p.c.doc, p.c.mode)?;
-        charter_updater::failpoint::hit("secrets:after-file");
+        charter_binkit::failpoint::hit("secrets:after-file");
         summary.push(json!({"file": p.c.path, "rotated": names, "backup": backup}));
     }
     if ctx.json {
