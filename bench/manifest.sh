@@ -43,7 +43,11 @@
 # compare these ratios, not figures of separate runs. The peer rows are
 # measured once, as without a baseline. The baseline's create writes to
 # OUT/charter-base; whether its artifact and manifest are byte for byte the
-# current one's is printed (info).
+# current one's is printed (info). Build both sides the same way: without
+# CHARTER this script builds `cargo build --release -p charter-cli`
+# (default features), so either build the baseline like that too, or give
+# CHARTER from a build made like the baseline's (update.sh's
+# `--workspace --all-features --bins` build serves both scripts).
 #
 # Usage:
 #   bench/manifest.sh                        # 1 GiB in ~2,000 files
