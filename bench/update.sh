@@ -81,7 +81,10 @@
 # baseline's charter-update installs, verifies and rolls back the same
 # releases (verify: the same installed tree), into hosts of its own. The
 # peer rows are measured once, as without a baseline. Build the baseline the
-# way this script builds the current binaries (below), e.g.
+# way this script builds the current binaries (below), in a target dir of
+# its own (seeding one side's target dir with a copy of the other's reuses
+# the build-script output that records the commit in `charter version`),
+# e.g.
 #   git worktree add --detach ../base COMMIT
 #   (cd ../base && CARGO_TARGET_DIR=/tmp/tgt-base cargo build --release \
 #       --workspace --all-features --bins)
