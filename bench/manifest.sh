@@ -31,9 +31,29 @@
 # only 10 ms resolution, too coarse for small trees. RSS is the worst of the
 # 3 runs; time is the best.
 #
+# Baseline (CHARTER_BASELINE_BIN=DIR, DIR holding the `charter` of another
+# build, e.g. the commit before a change): every charter row (hash-tree,
+# hash-tree --threads 1, manifest create) is measured with DIR/charter too,
+# in the same run, run for run next to the current one, and printed as an
+# extra row "... (baseline <git describe of the commit DIR's charter was
+# built from, or DIR>)" under the charter row, with a line
+# "current/baseline" of time and peak RSS (and a summary of them all at the
+# end). The order alternates run by run (current first in odd runs, baseline
+# first in even ones), so drift in the machine's load hits both sides alike:
+# compare these ratios, not figures of separate runs. The peer rows are
+# measured once, as without a baseline. The baseline's create writes to
+# OUT/charter-base; whether its artifact and manifest are byte for byte the
+# current one's is printed (info). Build both sides the same way: without
+# CHARTER this script builds `cargo build --release -p charter-cli`
+# (default features), so either build the baseline like that too, or give
+# CHARTER from a build made like the baseline's (update.sh's
+# `--workspace --all-features --bins` build serves both scripts).
+#
 # Usage:
 #   bench/manifest.sh                        # 1 GiB in ~2,000 files
 #   BENCH_SIZE_MB=64 bench/manifest.sh       # quick run
+#   CHARTER=target/release/charter CHARTER_BASELINE_BIN=../base-target/release \
+#       bench/manifest.sh                    # current vs another build
 # Environment:
 #   BENCH_SIZE_MB  tree size in MiB (default 1024)
 #   BENCH_FILES    number of files (default ~2 per MiB: 2,000 at 1 GiB, so
@@ -43,6 +63,9 @@
 #                  and file count is reused by the next run in that BENCH_DIR)
 #   BENCH_RUNS     runs per measurement (default 3)
 #   CHARTER        use this charter binary instead of building one
+#   CHARTER_BASELINE_BIN  directory holding the charter of another build,
+#                  measured next to the current one (see Baseline above;
+#                  default: none)
 #   BENCH_VERBOSE=1  print every run (time, RSS, CPU, others' CPU) on stderr
 #   BENCH_WAIT_IDLE  seconds to wait, before each run, for other processes
 #                  to leave the CPUs idle (default 0: just report them)
@@ -195,35 +218,70 @@ warm_tree() { find "$TREE" -type f -print0 | xargs -0 cat >/dev/null; }
 # run in `bash -c` with TREE, OUT, CHARTER exported, under `set -euo
 # pipefail`.
 measure() {
-    local prep=$1 cmd=$2 run t0 t1 j0 j1 el kib cpu blocks other
-    local best_other=0 best_blocks=0
-    BEST_S="" PEAK_MIB=0
+    local prep=$1 cmd=$2 run
+    declare -A m_best=() m_peak=() m_other=() m_blocks=()
     for ((run = 1; run <= RUNS; run++)); do
-        bash -c "set -euo pipefail; $prep"
-        warm_tree
-        wait_idle
-        ((WAITED < 10)) || warm_tree # long wait: warm again
-        j0=$(busy_jiffies)
-        t0=$EPOCHREALTIME
-        if ! /usr/bin/time -f '%e %M %U %S %I' -o "$W/time.out" bash -c "set -euo pipefail; $cmd"; then
-            cat "$W/time.out" >&2
-            die "failed: $cmd"
-        fi
-        t1=$EPOCHREALTIME
-        j1=$(busy_jiffies)
-        read -r _ kib cpu blocks < <(awk 'END { print $1, $2, $3 + $4, $5 }' "$W/time.out")
-        el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
-        other=$(awk -v j="$((j1 - j0))" -v c="$cpu" -v e="$el" -v n="$NPROC" \
-            'BEGIN { o = 100 * (j / 100 - c) / (e * n); printf "%.0f", (o > 0 ? o : 0) }')
-        [[ ${BENCH_VERBOSE:-0} != 1 ]] ||
-            log "  run $run: ${el}s, $kib KiB, cpu ${cpu}s, other ${other}%, read ${blocks}x512B: $cmd"
-        if [[ -z $BEST_S ]] || awk -v a="$BEST_S" -v b="$el" 'BEGIN { exit !(b < a) }'; then
-            BEST_S=$el best_other=$other best_blocks=$blocks
-        fi
-        PEAK_MIB=$(awk -v a="$PEAK_MIB" -v k="$kib" 'BEGIN { m = k / 1024; print ((m > a) ? m : a) }')
+        measure_run cur "$run" "$prep" "$cmd"
     done
-    ((best_other <= MAX_OTHER)) || MAX_OTHER=$best_other
-    ((best_blocks <= MAX_READ_BLOCKS)) || MAX_READ_BLOCKS=$best_blocks
+    measure_done cur
+    BEST_S=${m_best[cur]} PEAK_MIB=${m_peak[cur]}
+}
+
+# measure_ab PREP CMD BASE_CMD [BASE_PREP]: as measure, for a charter row:
+# CMD with the current charter and, with a baseline, BASE_CMD (the same with
+# "$BASE_CHARTER"; BASE_PREP before it, default PREP) in the same runs, the
+# order alternating run by run. Sets BEST_S and PEAK_MIB (current),
+# BASE_BEST_S and BASE_PEAK_MIB (baseline).
+measure_ab() {
+    local prep=$1 cmd=$2 base_cmd=$3 base_prep=${4:-$1} run
+    [[ -n $BASE_CHARTER ]] || { measure "$prep" "$cmd"; return; }
+    declare -A m_best=() m_peak=() m_other=() m_blocks=()
+    for ((run = 1; run <= RUNS; run++)); do
+        if ((run % 2)); then
+            measure_run cur "$run" "$prep" "$cmd"
+            measure_run base "$run" "$base_prep" "$base_cmd"
+        else
+            measure_run base "$run" "$base_prep" "$base_cmd"
+            measure_run cur "$run" "$prep" "$cmd"
+        fi
+    done
+    measure_done cur
+    measure_done base
+    BEST_S=${m_best[cur]} PEAK_MIB=${m_peak[cur]}
+    BASE_BEST_S=${m_best[base]} BASE_PEAK_MIB=${m_peak[base]}
+}
+
+# measure_run SIDE RUN PREP CMD: one run, into the caller's m_best, m_peak,
+# m_other and m_blocks (others' CPU share and disk reads of the best run) of
+# SIDE.
+measure_run() {
+    local side=$1 run=$2 prep=$3 cmd=$4 t0 t1 j0 j1 el kib cpu blocks other
+    bash -c "set -euo pipefail; $prep"
+    warm_tree
+    wait_idle
+    ((WAITED < 10)) || warm_tree # long wait: warm again
+    j0=$(busy_jiffies)
+    t0=$EPOCHREALTIME
+    if ! /usr/bin/time -f '%e %M %U %S %I' -o "$W/time.out" bash -c "set -euo pipefail; $cmd"; then
+        cat "$W/time.out" >&2
+        die "failed: $cmd"
+    fi
+    t1=$EPOCHREALTIME
+    j1=$(busy_jiffies)
+    read -r _ kib cpu blocks < <(awk 'END { print $1, $2, $3 + $4, $5 }' "$W/time.out")
+    el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
+    other=$(awk -v j="$((j1 - j0))" -v c="$cpu" -v e="$el" -v n="$NPROC" \
+        'BEGIN { o = 100 * (j / 100 - c) / (e * n); printf "%.0f", (o > 0 ? o : 0) }')
+    [[ ${BENCH_VERBOSE:-0} != 1 ]] ||
+        log "  run $run: ${el}s, $kib KiB, cpu ${cpu}s, other ${other}%, read ${blocks}x512B: $cmd"
+    if [[ -z ${m_best[$side]:-} ]] || awk -v a="${m_best[$side]}" -v b="$el" 'BEGIN { exit !(b < a) }'; then
+        m_best[$side]=$el m_other[$side]=$other m_blocks[$side]=$blocks
+    fi
+    m_peak[$side]=$(awk -v a="${m_peak[$side]:-0}" -v k="$kib" 'BEGIN { m = k / 1024; print ((m > a) ? m : a) }')
+}
+measure_done() { # SIDE: fold its best run's others' CPU and disk reads in
+    ((m_other[$1] <= MAX_OTHER)) || MAX_OTHER=${m_other[$1]}
+    ((m_blocks[$1] <= MAX_READ_BLOCKS)) || MAX_READ_BLOCKS=${m_blocks[$1]}
 }
 
 # openssl's SHA-256 throughput on 1 MiB blocks, in MB/s (best of RUNS), on
@@ -262,6 +320,33 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
     ok = (op == ">=") ? v >= t : (op == "<=") ? v <= t : v < t
     print ok ? "PASS" : "FAIL" }'; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# What built DIR: the commit its charter was built from (`charter version
+# --json`), as `git describe` names it in this repository (or the bare
+# commit if this clone does not have it), else DIR itself.
+bin_desc() { # DIR
+    local c d
+    c=$("$1/charter" version --json 2>/dev/null | sed -n 's/^ *"commit": *"\([0-9a-f]\{7,\}\)".*/\1/p' | head -1)
+    if [[ -z $c ]]; then
+        echo "$1"
+    elif d=$(git -C "$ROOT" describe --always "$c" 2>/dev/null); then
+        echo "$d"
+    else
+        echo "${c:0:12}"
+    fi
+}
+# base_row WHAT CUR_S CUR_RSS RATIO_TEXT: under a charter row, the
+# baseline's row (from BASE_BEST_S, BASE_PEAK_MIB) and the current/baseline
+# line. base_summary keeps a line for the summary at the end.
+BASE_LINES=()
+base_row() { # WHAT CUR_S CUR_RSS RATIO_TEXT
+    [[ -n $BASE_CHARTER ]] || return 0
+    row "$1 (baseline $BASE_DESC)" "$BASE_BEST_S" "$BASE_PEAK_MIB" "$4"
+    printf '  current/baseline: time %sx, peak RSS %sx\n' "$(ratio "$2" "$BASE_BEST_S")" "$(ratio "$3" "$BASE_PEAK_MIB")"
+}
+base_summary() { # WHAT CUR_S CUR_RSS BASE_S BASE_RSS
+    [[ -n $BASE_CHARTER ]] || return 0
+    BASE_LINES+=("$(printf '  %-52s time %sx  peak RSS %sx' "$1" "$(ratio "$2" "$4")" "$(ratio "$3" "$5")")")
+}
 
 # ===========================================================================
 install_missing
@@ -278,6 +363,14 @@ else
 fi
 [[ -x $CHARTER ]] || die "no binary at $CHARTER"
 CHARTER=$(cd "$(dirname "$CHARTER")" && pwd)/$(basename "$CHARTER")
+BASE_CHARTER="" BASE_DESC=""
+if [[ -n ${CHARTER_BASELINE_BIN:-} ]]; then
+    d=$(cd "$CHARTER_BASELINE_BIN" && pwd) || die "CHARTER_BASELINE_BIN: no directory $CHARTER_BASELINE_BIN"
+    [[ -x $d/charter ]] || die "CHARTER_BASELINE_BIN: no charter in $d"
+    BASE_CHARTER=$d/charter
+    BASE_DESC=$(bin_desc "$d")
+    log "bench: baseline $BASE_CHARTER ($BASE_DESC), measured next to $CHARTER"
+fi
 
 # Work directory. Given BENCH_DIR, only what this script creates in it is
 # removed at the end; a mktemp directory is removed whole.
@@ -299,7 +392,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-export TREE OUT CHARTER
+export TREE OUT CHARTER BASE_CHARTER
 
 # The tree (reused if BENCH_KEEP left one of the same shape here).
 stamp="$SIZE_MB MiB, $FILES files, seed $SEED"
@@ -321,6 +414,9 @@ TEXT_BYTES=$(find "$TREE" -type f -name '*.log' -printf '%s\n' | awk '{ s += $1 
 (cd "$TREE" && find . -type f -print0 | xargs -0 sha256sum | sed 's|  \./|  |' | sort) >"$W/ref.sums"
 "$CHARTER" hash-tree "$TREE" | sort >"$W/charter.sums"
 cmp -s "$W/ref.sums" "$W/charter.sums" || die "charter hash-tree and sha256sum disagree"
+if [[ -n $BASE_CHARTER ]]; then
+    "$BASE_CHARTER" hash-tree "$TREE" | sort | cmp -s "$W/ref.sums" - || die "the baseline's charter hash-tree and sha256sum disagree"
+fi
 
 # Warm the page cache: every measurement reads from memory, not the disk
 # (measure warms it again before each run).
@@ -337,6 +433,7 @@ echo "  CPU:          $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpui
 echo "  sha_ni:       $SHA_NI"
 echo "  load before:  $(loadavg)"
 echo "  charter:      $CHARTER ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+[[ -z $BASE_CHARTER ]] || echo "  baseline:     $BASE_CHARTER ($BASE_DESC; runs alternate: current first in odd runs, baseline first in even ones)"
 echo "  tools:        $(zstd -V | sed 's/^\*\*\* //; s/, by.*//'); $(openssl version | cut -d' ' -f1-2); $(tar --version | head -1)"
 echo "  tree:         $TREE"
 awk -v b="$BYTES" -v n="$NFILES" -v t="$TEXT_BYTES" 'BEGIN {
@@ -356,10 +453,10 @@ measure ":" 'find "$TREE" -type f -print0 | xargs -0 sha256sum >/dev/null'
 S_SUM1=$BEST_S R_SUM1=$PEAK_MIB
 measure ":" 'find "$TREE" -type f -print0 | xargs -0 -P2 -n 64 sha256sum >/dev/null'
 S_SUM2=$BEST_S R_SUM2=$PEAK_MIB
-measure ":" '"$CHARTER" hash-tree --threads 1 "$TREE" >/dev/null'
-S_HT1=$BEST_S R_HT1=$PEAK_MIB
-measure ":" '"$CHARTER" hash-tree "$TREE" >/dev/null'
-S_HT=$BEST_S R_HT=$PEAK_MIB
+measure_ab ":" '"$CHARTER" hash-tree --threads 1 "$TREE" >/dev/null' '"$BASE_CHARTER" hash-tree --threads 1 "$TREE" >/dev/null'
+S_HT1=$BEST_S R_HT1=$PEAK_MIB B_S_HT1=${BASE_BEST_S:-} B_R_HT1=${BASE_PEAK_MIB:-}
+measure_ab ":" '"$CHARTER" hash-tree "$TREE" >/dev/null' '"$BASE_CHARTER" hash-tree "$TREE" >/dev/null'
+S_HT=$BEST_S R_HT=$PEAK_MIB B_S_HT=${BASE_BEST_S:-} B_R_HT=${BASE_PEAK_MIB:-}
 
 vs_ossl() { echo "$(ratio "$(mbps_of "$1")" "$OSSL")x of openssl 1-core MB/s"; }
 header "1. Hashing alone (ratio: MB/s / openssl one-core MB/s; higher is better)"
@@ -369,7 +466,17 @@ printf "$ROWFMT" "openssl speed -multi $NPROC (all cores, no I/O) (info)" "-" "$
 row "find | xargs sha256sum (1 core)" "$S_SUM1" "$R_SUM1" "$(vs_ossl "$S_SUM1")"
 row "find | xargs -P2 -n 64 sha256sum (2 procs)" "$S_SUM2" "$R_SUM2" "$(vs_ossl "$S_SUM2")"
 row "charter hash-tree --threads 1 (info)" "$S_HT1" "$R_HT1" "$(vs_ossl "$S_HT1")"
+if [[ -n $BASE_CHARTER ]]; then
+    BASE_BEST_S=$B_S_HT1 BASE_PEAK_MIB=$B_R_HT1
+    base_row "charter hash-tree --threads 1" "$S_HT1" "$R_HT1" "$(vs_ossl "$B_S_HT1")"
+fi
 row "charter hash-tree (all cores)" "$S_HT" "$R_HT" "$(vs_ossl "$S_HT")"
+if [[ -n $BASE_CHARTER ]]; then
+    BASE_BEST_S=$B_S_HT BASE_PEAK_MIB=$B_R_HT
+    base_row "charter hash-tree" "$S_HT" "$R_HT" "$(vs_ossl "$B_S_HT")"
+    base_summary "hash-tree (all cores)" "$S_HT" "$R_HT" "$B_S_HT" "$B_R_HT"
+    base_summary "hash-tree --threads 1" "$S_HT1" "$R_HT1" "$B_S_HT1" "$B_R_HT1"
+fi
 
 # ---------------------------------------------------------------------------
 # 2. Whole create. Before each run (untimed): remove the previous output
@@ -386,7 +493,8 @@ S_TZH=$BEST_S R_TZH=$PEAK_MIB
 measure 'rm -f "$OUT/base.tar.zst"; sync' "$BASE"'; sync "$OUT/base.tar.zst"'
 S_TZS=$BEST_S R_TZS=$PEAK_MIB
 CREATE='"$CHARTER" manifest create --product bench --version 1.0.0 --from "$TREE" --out "$OUT/charter" --released-at 2026-01-01T00:00:00Z >/dev/null'
-measure 'rm -rf "$OUT/charter"; sync' "$CREATE"
+BASE_CREATE='"$BASE_CHARTER" manifest create --product bench --version 1.0.0 --from "$TREE" --out "$OUT/charter-base" --released-at 2026-01-01T00:00:00Z >/dev/null'
+measure_ab 'rm -rf "$OUT/charter"; sync' "$CREATE" "$BASE_CREATE" 'rm -rf "$OUT/charter-base"; sync'
 S_CR=$BEST_S R_CR=$PEAK_MIB
 
 vs_tz() { echo "$(ratio "$1" "$S_TZ")x of tar|zstd time"; }
@@ -395,10 +503,23 @@ row "tar -cf - | zstd -T0 -3" "$S_TZ" "$R_TZ" "1.00x (reference)"
 row "tar | zstd, then find | xargs sha256sum (1 core)" "$S_TZH" "$R_TZH" "$(vs_tz "$S_TZH")"
 row "tar | zstd, then sync FILE (fsync) (info)" "$S_TZS" "$R_TZS" "$(vs_tz "$S_TZS")"
 row "charter manifest create (tar.zst, level 3)" "$S_CR" "$R_CR" "$(vs_tz "$S_CR")"
+if [[ -n $BASE_CHARTER ]]; then
+    base_row "charter manifest create" "$S_CR" "$R_CR" "$(vs_tz "$BASE_BEST_S")"
+    base_summary "manifest create" "$S_CR" "$R_CR" "$BASE_BEST_S" "$BASE_PEAK_MIB"
+fi
 ART=$(find "$OUT/charter" -name '*.tar.zst')
 awk -v a="$(stat -c %s "$ART")" -v b="$(stat -c %s "$OUT/base.tar.zst")" -v t="$BYTES" 'BEGIN {
     printf "  artifact sizes: charter %.1f MiB, tar|zstd %.1f MiB (content %.1f MiB)\n",
         a / 1048576, b / 1048576, t / 1048576 }'
+if [[ -n $BASE_CHARTER ]]; then
+    # Which files of the two outputs differ (info: a behaviour-preserving
+    # change makes the same bytes, unless a file records the version).
+    same=() differ=()
+    while IFS= read -r -d '' f; do
+        if cmp -s "$OUT/charter/$f" "$OUT/charter-base/$f"; then same+=("$f"); else differ+=("$f"); fi
+    done < <(cd "$OUT/charter" && find . -type f -printf '%P\0' | sort -z)
+    printf '  baseline output vs current: %d files the same, differ: %s\n' "${#same[@]}" "${differ[*]:-none}"
+fi
 
 # ---------------------------------------------------------------------------
 # Targets.
@@ -419,3 +540,8 @@ echo "  reported runs read from disk: up to $((MAX_READ_BLOCKS / 2)) KiB (0: all
 echo "  reported runs shared the CPUs with other processes: up to ${MAX_OTHER}% of the machine"
 ((MAX_OTHER < 10)) ||
     echo "  WARNING: other work skewed some figures; rerun on a quiet machine (BENCH_WAIT_IDLE=300 helps)"
+if [[ -n $BASE_CHARTER ]]; then
+    echo
+    echo "Current / baseline ($BASE_DESC), same run, runs alternating (lower is better; ~1.00: no change)"
+    printf '%s\n' "${BASE_LINES[@]}"
+fi

@@ -58,7 +58,8 @@
 # freed ones: with a `rm -rf` of the previous run's 2,000 files before each
 # run, file creation got several times slower, run after run, and the
 # order of the rows decided the ratio. Disk needed: about
-# sum(BENCH_SIZES) x (2 + 3 x BENCH_RUNS) MiB, checked at the start.
+# sum(BENCH_SIZES) x (2 + 3 x BENCH_RUNS) MiB (2 + 4 x BENCH_RUNS with a
+# baseline), checked at the start.
 #
 # The binaries are built the way the workspace builds them (--all-features),
 # which compiles in the test-only `failpoints` hook: an environment lookup
@@ -66,9 +67,34 @@
 # into the work directory first, so a build elsewhere cannot swap them
 # mid-run.
 #
+# Baseline (CHARTER_BASELINE_BIN=DIR, DIR holding `charter` and
+# `charter-update` of another build, e.g. the commit before a change): every
+# charter row is measured with those binaries too, in the same run, run for
+# run next to the current ones, and printed as an extra row "... (baseline
+# <git describe of the commit DIR's charter was built from, or DIR>)" under
+# the charter row, with a line "current/baseline" of time, peak RSS and
+# CPU s (and a summary of them all at the end). The order alternates run by run
+# (current first in odd runs, baseline first in even ones), so drift in the
+# machine's load and page-cache or memory effects of the run before hit both
+# sides alike. Compare these ratios, not figures of separate runs. The
+# releases and the repository are made once, with the current `charter`; the
+# baseline's charter-update installs, verifies and rolls back the same
+# releases (verify: the same installed tree), into hosts of its own. The
+# peer rows are measured once, as without a baseline. Build the baseline the
+# way this script builds the current binaries (below), in a target dir of
+# its own (seeding one side's target dir with a copy of the other's reuses
+# the build-script output that records the commit in `charter version`),
+# e.g.
+#   git worktree add --detach ../base COMMIT
+#   (cd ../base && CARGO_TARGET_DIR=/tmp/tgt-base cargo build --release \
+#       --workspace --all-features --bins)
+#   CHARTER_BASELINE_BIN=/tmp/tgt-base/release bench/update.sh
+#
 # Usage:
 #   bench/update.sh                       # 100 MiB and 1 GiB
 #   BENCH_SIZES=100 bench/update.sh       # quick run
+#   CHARTER_BASELINE_BIN=../base-target/release bench/update.sh
+#                                         # current vs another build
 # Environment:
 #   BENCH_SIZES        release sizes in MiB (default "100 1024")
 #   BENCH_RUNS         runs per measurement (default 3)
@@ -82,6 +108,9 @@
 #                      Memory below)
 #   CHARTER_BIN        directory holding charter and charter-update to use
 #                      instead of building them
+#   CHARTER_BASELINE_BIN  directory holding charter and charter-update of
+#                      another build, measured next to the current ones
+#                      (see Baseline above; default: none)
 #   CHARTER_PASSPHRASE passphrase of the bench keys (generated in the work
 #                      directory; a fixed bench value when unset)
 
@@ -233,12 +262,12 @@ make_host() { # DIR PRODUCT [RESTART_CMD]
 NGINX_PID=""
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_nginx() {
-    local ng=$W/nginx user_line="" try
+    local ng=$W/nginx user_line=""
     mkdir -p "$ng/tmp"
     # As root, nginx's worker would run as `nobody` and could not enter a
     # mode-0700 mktemp directory: run it as the invoking user instead.
     [[ $(id -u) -eq 0 ]] && user_line="user $(id -un) $(id -gn);"
-    for try in 1 2 3 4 5; do
+    for _ in 1 2 3 4 5; do
         PORT=$((20000 + RANDOM % 40000))
         port_free "$PORT" || continue
         cat >"$ng/nginx.conf" <<EOF
@@ -261,8 +290,7 @@ http {
 EOF
         "$NGINX" -p "$ng" -e "$ng/error.log" -c "$ng/nginx.conf" &
         NGINX_PID=$!
-        local i
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             if curl -s -o /dev/null "http://127.0.0.1:$PORT/root.json" 2>/dev/null; then
                 curl -sf -o /dev/null "http://127.0.0.1:$PORT/root.json" ||
                     die "nginx answers but cannot serve $REPO/root.json (see $ng/error.log)"
@@ -350,6 +378,62 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 warm() { find "$@" -type f -print0 | xargs -0 cat >/dev/null; }
 
+# ---------------------------------------------------------------------------
+# Baseline (CHARTER_BASELINE_BIN; see the header). A measurement KEY of the
+# current binaries is base.KEY for the baseline's; side_cmd turns a command
+# using "$CHARTER" / "$UPDATE" into the same with the baseline's binaries.
+# ---------------------------------------------------------------------------
+BASE_BIN=""
+# sides RUN: the order of the sides in run RUN: "cur" without a baseline;
+# "cur base" in odd runs, "base cur" in even ones.
+sides() {
+    if [[ -z $BASE_BIN ]]; then
+        echo cur
+    elif (($1 % 2)); then
+        echo cur base
+    else
+        echo base cur
+    fi
+}
+side_key() { if [[ $1 == base ]]; then echo "base.$2"; else echo "$2"; fi; } # SIDE KEY
+side_cmd() {                                                                   # SIDE CMD
+    if [[ $1 == base ]]; then
+        printf 'CHARTER=$BASE_CHARTER; UPDATE=$BASE_UPDATE; %s' "$2"
+    else
+        printf '%s' "$2"
+    fi
+}
+# What built DIR: the commit its charter was built from (`charter version
+# --json`), as `git describe` names it in this repository (or the bare
+# commit if this clone does not have it), else DIR itself.
+bin_desc() { # DIR
+    local c d
+    c=$("$1/charter" version --json 2>/dev/null | sed -n 's/^ *"commit": *"\([0-9a-f]\{7,\}\)".*/\1/p' | head -1)
+    if [[ -z $c ]]; then
+        echo "$1"
+    elif d=$(git -C "$ROOT" describe --always "$c" 2>/dev/null); then
+        echo "$d"
+    else
+        echo "${c:0:12}"
+    fi
+}
+# The rows under a charter row: the baseline's row and the current/baseline
+# ratios (time, peak RSS, CPU s). Also kept for the summary at the end.
+BASE_LINES=()
+base_rows() { # WHAT KEY BYTES RATIO_TEXT (RATIO_TEXT of the baseline row)
+    [[ -n $BASE_BIN ]] || return 0
+    local line
+    row "$1 (baseline $BASE_DESC)" "base.$2" "$3" "$4"
+    line=$(printf 'time %sx, peak RSS %sx, CPU s %sx' "$(ratio "${BEST[$2]}" "${BEST[base.$2]}")" \
+        "$(ratio "${PEAK[$2]}" "${PEAK[base.$2]}")" "$(ratio "${CPU[$2]}" "${CPU[base.$2]}")")
+    printf '  current/baseline: %s\n' "$line"
+}
+base_summary() { # WHAT KEY: a line of the summary at the end
+    [[ -n $BASE_BIN ]] || return 0
+    BASE_LINES+=("$(printf '  %-52s time %sx  peak RSS %sx  CPU s %sx' "$1" "$(ratio "${BEST[$2]}" "${BEST[base.$2]}")" \
+        "$(ratio "${PEAK[$2]}" "${PEAK[base.$2]}")" "$(ratio "${CPU[$2]}" "${CPU[base.$2]}")")")
+}
+
 # ===========================================================================
 install_missing
 ((BASH_VERSINFO[0] >= 5)) || die "needs bash >= 5 (\$EPOCHREALTIME)"
@@ -374,6 +458,13 @@ else
     BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 [[ -x $BIN/charter && -x $BIN/charter-update ]] || die "no charter / charter-update in $BIN"
+if [[ -n ${CHARTER_BASELINE_BIN:-} ]]; then
+    BASE_BIN=$(cd "$CHARTER_BASELINE_BIN" && pwd) || die "CHARTER_BASELINE_BIN: no directory $CHARTER_BASELINE_BIN"
+    [[ -x $BASE_BIN/charter && -x $BASE_BIN/charter-update ]] ||
+        die "CHARTER_BASELINE_BIN: no charter / charter-update in $BASE_BIN"
+    BASE_DESC=$(bin_desc "$BASE_BIN")
+    log "bench: baseline $BASE_BIN ($BASE_DESC), measured next to $BIN"
+fi
 
 if [[ -n ${BENCH_DIR:-} ]]; then
     mkdir -p "$BENCH_DIR"
@@ -401,9 +492,20 @@ mkdir -p "$W/bin"
 cp "$BIN/charter" "$BIN/charter-update" "$W/bin/"
 CHARTER=$W/bin/charter
 UPDATE=$W/bin/charter-update
-# Disk: the trees, the repository, and 3 x RUNS installs of every size,
-# all kept until the end.
-NEED_MIB=$(awk -v s="$SIZES" -v r="$RUNS" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; print int(t * (2 + 3 * r) + 1024) }')
+BASE_CHARTER="" BASE_UPDATE=""
+if [[ -n $BASE_BIN ]]; then
+    mkdir -p "$W/bin-base"
+    cp "$BASE_BIN/charter" "$BASE_BIN/charter-update" "$W/bin-base/"
+    BASE_CHARTER=$W/bin-base/charter
+    BASE_UPDATE=$W/bin-base/charter-update
+fi
+export BASE_CHARTER BASE_UPDATE
+# Installs per size and run: peer, peer + sync, charter (and the baseline).
+INSTALLS=3
+[[ -z $BASE_BIN ]] || INSTALLS=4
+# Disk: the trees, the repository, and INSTALLS x RUNS installs of every
+# size, all kept until the end.
+NEED_MIB=$(awk -v s="$SIZES" -v r="$RUNS" -v k="$INSTALLS" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; print int(t * (2 + k * r) + 1024) }')
 AVAIL_MIB=$(df -Pm "$W" | awk 'NR == 2 { print $4 }')
 ((AVAIL_MIB >= NEED_MIB)) || die "needs ~$NEED_MIB MiB free in $W, has $AVAIL_MIB MiB (BENCH_DIR elsewhere, or smaller BENCH_SIZES)"
 REPO=$W/repo
@@ -431,6 +533,7 @@ for f in /sys/bus/virtio/drivers/virtio_balloon/*/features; do
 done
 echo "  load before:  $(loadavg)"
 echo "  charter:      $BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+[[ -z $BASE_BIN ]] || echo "  baseline:     $BASE_BIN ($BASE_DESC; runs alternate: current first in odd runs, baseline first in even ones)"
 echo "  nginx:        $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 echo "  curl:         $(curl --version | head -1 | cut -d' ' -f1-2)"
 echo "  zstd:         $(zstd -V | sed 's/^\*\*\* //; s/, by.*//')"
@@ -480,10 +583,10 @@ done
 # was handed back to the host) traps into the hypervisor: on the machine
 # this was written on, page-cache writes of the same 643 MiB took 0.15 s on
 # reused memory and up to 1.9 s on fresh memory, so whichever tool happened
-# to get fresh pages lost. The timed runs write ~3 x RUNS x sizes of new
-# page cache; that much memory is written once beforehand (a tmpfs file in
-# /dev/shm, then removed), so every run gets pages the guest already
-# touched. BENCH_PRETOUCH=0 skips it.
+# to get fresh pages lost. The timed runs write ~INSTALLS x RUNS x sizes
+# of new page cache (INSTALLS: 3, or 4 with a baseline); that much memory
+# is written once beforehand (a tmpfs file in /dev/shm, then removed), so
+# every run gets pages the guest already touched. BENCH_PRETOUCH=0 skips it.
 #
 # It does not cure everything: with virtio-balloon free page reporting
 # (printed below when present), free blocks of 2 MiB and up go back to the
@@ -494,7 +597,7 @@ done
 # ---------------------------------------------------------------------------
 PRETOUCH_NOTE="skipped"
 if [[ ${BENCH_PRETOUCH:-1} != 0 && -d /dev/shm && -w /dev/shm ]]; then
-    want=$(awk -v s="$SIZES" -v r="$RUNS" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; print int(t * 3 * r + 1024) }')
+    want=$(awk -v s="$SIZES" -v r="$RUNS" -v k="$INSTALLS" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; print int(t * k * r + 1024) }')
     avail=$(awk '/^MemAvailable/ { print int($2 / 1024) }' /proc/meminfo)
     ((want <= avail - 1024)) || want=$((avail - 1024))
     if ((want > 0)); then
@@ -510,8 +613,8 @@ fi
 
 # ---------------------------------------------------------------------------
 # 1. First install, per size. Every run writes into a new directory
-# (A/peer-S-RUN, A/peersync-S-RUN, A/host-S-RUN); nothing is removed until
-# the end.
+# (A/peer-S-RUN, A/peersync-S-RUN, A/host-S-RUN, the baseline's
+# A/hostbase-S-RUN); nothing is removed until the end.
 # ---------------------------------------------------------------------------
 A=$W/apply
 mkdir -p "$A"
@@ -530,15 +633,21 @@ for S in $SIZES; do
         export DEST=$A/peersync-$S-$run
         measure "peersync$S" 'mkdir -p "$DEST"; sync; cat "$ART" >/dev/null' \
             'curl -s "$URL" | zstd -d | tar -x -C "$DEST"; sync -f "$DEST"'
-        export HOST=$A/host-$S-$run
-        make_host "$HOST" "bench-$S"
-        measure "charter$S" 'sync; cat "$ART" >/dev/null' \
-            '"$UPDATE" --config "$HOST/etc/charter.toml" apply'
-        grep -q "installed 1.0.0" "$W/run.log" || { cat "$W/run.log" >&2; die "charter-update apply did not install 1.0.0"; }
+        for side in $(sides "$run"); do
+            if [[ $side == base ]]; then export HOST=$A/hostbase-$S-$run; else export HOST=$A/host-$S-$run; fi
+            make_host "$HOST" "bench-$S"
+            measure "$(side_key "$side" "charter$S")" 'sync; cat "$ART" >/dev/null' \
+                "$(side_cmd "$side" '"$UPDATE" --config "$HOST/etc/charter.toml" apply')"
+            grep -q "installed 1.0.0" "$W/run.log" || { cat "$W/run.log" >&2; die "charter-update apply ($side) did not install 1.0.0"; }
+        done
     done
     # Both sides produced the release's files (untimed sanity check).
     diff -rq "$W/tree-$S" "$A/peer-$S-$RUNS" >/dev/null || die "the peer extracted something else than the release tree"
-    diff -rq "$W/tree-$S" "$HOST/opt/current/" >/dev/null || die "charter installed something else than the release tree"
+    diff -rq "$W/tree-$S" "$A/host-$S-$RUNS/opt/current/" >/dev/null || die "charter installed something else than the release tree"
+    if [[ -n $BASE_BIN ]]; then
+        diff -rq "$W/tree-$S" "$A/hostbase-$S-$RUNS/opt/current/" >/dev/null ||
+            die "the baseline's charter installed something else than the release tree"
+    fi
 
     R=$(ratio "${BEST[charter$S]}" "${BEST[peer$S]}")
     APPLY_TABLES+=$(
@@ -546,14 +655,17 @@ for S in $SIZES; do
         row "curl -s | zstd -d | tar -x (unverified peer)" "peer$S" "$BYTES" "1.00x (peer)"
         row "  the same, then sync -f DIR (info)" "peersync$S" "$BYTES" "$(ratio "${BEST[peersync$S]}" "${BEST[peer$S]}")x"
         row "charter-update apply (verified, synced, swapped)" "charter$S" "$BYTES" "${R}x"
+        [[ -z $BASE_BIN ]] || base_rows "charter-update apply" "charter$S" "$BYTES" "$(ratio "${BEST[base.charter$S]}" "${BEST[peer$S]}")x"
     )$'\n'
+    base_summary "apply $S MiB" "charter$S"
     TARGET_LINES+=("$(printf '  %-52s %8s  %s' "apply $S MiB: charter / peer time <= 1.00x" "${R}x" "$(verdict "$R" "<=" 1.0)")")
     TARGET_LINES+=("$(printf '  %-52s %8s  %s' "apply $S MiB: charter peak RSS < 64 MiB" "$(printf %.1f "${PEAK[charter$S]}")" "$(verdict "${PEAK[charter$S]}" "<" 64)")")
-    printf '%s\n' "$APPLY_TABLES" | tail -n 6 >&2
+    printf '%s\n' "$APPLY_TABLES" | tail -n "$([[ -z $BASE_BIN ]] && echo 6 || echo 8)" >&2
 done
 
 # ---------------------------------------------------------------------------
-# 2. Verify the installed tree of the largest size (its last charter run).
+# 2. Verify the installed tree of the largest size (its last charter run;
+# the baseline verifies the same tree, through the same host's state).
 # ---------------------------------------------------------------------------
 log "bench: verify ($BIG MiB)"
 HOST=$A/host-$BIG-$RUNS
@@ -565,13 +677,21 @@ VBYTES=$(tree_bytes "$VDIR")
 split -n "r/$NPROC" "$SUMS" "$PARTS" # round-robin: the parallel sha256sum row
 (cd "$VDIR" && sha256sum -c --quiet "$SUMS") || die "sha256sum -c disagrees with charter hash-tree"
 "$UPDATE" --config "$HOST/etc/charter.toml" verify >/dev/null || die "charter-update verify found problems in a fresh install"
+if [[ -n $BASE_BIN ]]; then
+    "$BASE_CHARTER" hash-tree "$VDIR" | cmp -s - "$SUMS" || die "the baseline's charter hash-tree lists something else"
+    "$BASE_UPDATE" --config "$HOST/etc/charter.toml" verify >/dev/null || die "the baseline's charter-update verify found problems in a fresh install"
+fi
 warm "$VDIR"
 for ((run = 1; run <= RUNS; run++)); do
     measure vsum ':' 'cd "$VDIR" && sha256sum -c --quiet "$SUMS"'
     measure vsumpar ':' 'cd "$VDIR" && for p in "$PARTS"*; do sha256sum -c --quiet "$p" & done; for p in "$PARTS"*; do wait -n; done'
-    measure vht1 ':' '"$CHARTER" hash-tree --threads 1 "$VDIR" >/dev/null'
-    measure vcharter ':' '"$UPDATE" --config "$HOST/etc/charter.toml" verify'
-    grep -q ': OK$' "$W/run.log" || { cat "$W/run.log" >&2; die "charter-update verify did not say OK"; }
+    for side in $(sides "$run"); do
+        measure "$(side_key "$side" vht1)" ':' "$(side_cmd "$side" '"$CHARTER" hash-tree --threads 1 "$VDIR" >/dev/null')"
+    done
+    for side in $(sides "$run"); do
+        measure "$(side_key "$side" vcharter)" ':' "$(side_cmd "$side" '"$UPDATE" --config "$HOST/etc/charter.toml" verify')"
+        grep -q ': OK$' "$W/run.log" || { cat "$W/run.log" >&2; die "charter-update verify ($side) did not say OK"; }
+    done
 done
 VSPEED=$(ratio "${BEST[vsum]}" "${BEST[vcharter]}")
 VPAR=$(ratio "${BEST[vsum]}" "${BEST[vsumpar]}")
@@ -581,12 +701,16 @@ VERIFY_TABLE=$(
     row "cd DIR; sha256sum -c --quiet LIST (peer, 1 core)" vsum "$VBYTES" "1.00x (peer)"
     row "  the same, LIST split over $NPROC processes (info)" vsumpar "$VBYTES" "${VPAR}x"
     row "  charter hash-tree --threads 1 (info: 1 core)" vht1 "$VBYTES" "${VCORE}x"
+    [[ -z $BASE_BIN ]] || base_rows "  charter hash-tree --threads 1" vht1 "$VBYTES" "$(ratio "${BEST[vsum]}" "${BEST[base.vht1]}")x"
     row "charter-update verify (signed manifest, all cores)" vcharter "$VBYTES" "${VSPEED}x"
+    [[ -z $BASE_BIN ]] || base_rows "charter-update verify" vcharter "$VBYTES" "$(ratio "${BEST[vsum]}" "${BEST[base.vcharter]}")x"
     # What bounds the speedup: charter's one-core speed over sha256sum's,
     # times the cores charter can use.
     printf '  bound: %.2fx per core x %d cores = %.1fx at most\n' "$VCORE" "$NPROC" "$(awk -v a="$VCORE" -v n="$NPROC" 'BEGIN { print a * n }')"
 )
 TARGET_LINES+=("$(printf '  %-52s %8s  %s' "verify: charter >= 8x faster than sha256sum -c" "${VSPEED}x" "$(verdict "$VSPEED" ">=" 8)")")
+base_summary "verify $BIG MiB" vcharter
+base_summary "hash-tree --threads 1, $BIG MiB" vht1
 
 # ---------------------------------------------------------------------------
 # 3. Rollback latency.
@@ -607,31 +731,48 @@ for v in 1 2; do
     release rb "$v.0.0" "$t" --health-cmd bin/health --health-retries 0 --health-timeout 10s
 done
 publish rb 2.0.0
-LAT=()
+LAT=() BLAT=()
 for ((run = 1; run <= ROLLBACKS; run++)); do
-    h=$RB/host-$run
-    make_host "$h" rb /bin/true
-    : >"$HLOG"
-    "$UPDATE" --config "$h/etc/charter.toml" apply --version 1.0.0 >"$W/run.log" 2>&1 ||
-        { cat "$W/run.log" >&2; die "installing rb 1.0.0 failed"; }
-    sync
-    wait_idle
-    rc=0
-    "$UPDATE" --config "$h/etc/charter.toml" apply >"$W/run.log" 2>&1 || rc=$?
-    [[ $rc == 3 ]] || { cat "$W/run.log" "$HLOG" >&2; die "apply of rb 2.0.0 exited $rc, not 3 (rolled back)"; }
-    [[ $(readlink "$h/opt/current") == releases/1.0.0 ]] || die "current does not point at 1.0.0 after the rollback"
-    l=$(awk '$2 == "fail-v2" && !f { f = $1; next } f && $2 == "ok-v1" { printf "%.6f", $1 - f; exit }' "$HLOG")
-    [[ -n $l ]] || { cat "$HLOG" >&2; die "no ok-v1 after fail-v2 in the health log"; }
-    LAT+=("$l")
+    for side in $(sides "$run"); do
+        if [[ $side == base ]]; then
+            h=$RB/hostbase-$run up=$BASE_UPDATE
+        else
+            h=$RB/host-$run up=$UPDATE
+        fi
+        make_host "$h" rb /bin/true
+        : >"$HLOG"
+        "$up" --config "$h/etc/charter.toml" apply --version 1.0.0 >"$W/run.log" 2>&1 ||
+            { cat "$W/run.log" >&2; die "installing rb 1.0.0 ($side) failed"; }
+        sync
+        wait_idle
+        rc=0
+        "$up" --config "$h/etc/charter.toml" apply >"$W/run.log" 2>&1 || rc=$?
+        [[ $rc == 3 ]] || { cat "$W/run.log" "$HLOG" >&2; die "apply of rb 2.0.0 ($side) exited $rc, not 3 (rolled back)"; }
+        [[ $(readlink "$h/opt/current") == releases/1.0.0 ]] || die "current does not point at 1.0.0 after the rollback ($side)"
+        l=$(awk '$2 == "fail-v2" && !f { f = $1; next } f && $2 == "ok-v1" { printf "%.6f", $1 - f; exit }' "$HLOG")
+        [[ -n $l ]] || { cat "$HLOG" >&2; die "no ok-v1 after fail-v2 in the health log ($side)"; }
+        if [[ $side == base ]]; then BLAT+=("$l"); else LAT+=("$l"); fi
+    done
 done
-read -r LMIN LMED LMAX < <(printf '%s\n' "${LAT[@]}" | sort -n | awk '{ v[NR] = $1 }
-    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print v[1], m, v[NR] }')
+min_med_max() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print v[1], m, v[NR] }'; }
+read -r LMIN LMED LMAX < <(min_med_max "${LAT[@]}")
 ROLLBACK_TABLE=$(
     printf '\n3. Rollback latency: failed health check of v2 -> v1 checked healthy again (restart = /bin/true)\n'
     printf '%-50s %9s %9s %9s\n' "what" "min s" "median s" "max s" "----" "-----" "--------" "-----"
     printf '%-50s %9.3f %9.3f %9.3f\n' "charter-update apply, v2 unhealthy (exit 3), $ROLLBACKS runs" "$LMIN" "$LMED" "$LMAX"
     printf '  runs (s): %s\n' "${LAT[*]}"
+    if [[ -n $BASE_BIN ]]; then
+        read -r BMIN BMED BMAX < <(min_med_max "${BLAT[@]}")
+        printf '%-50s %9.3f %9.3f %9.3f\n' "charter-update apply (baseline $BASE_DESC)" "$BMIN" "$BMED" "$BMAX"
+        printf '  runs (s): %s\n' "${BLAT[*]}"
+        printf '  current/baseline: median %sx, min %sx\n' "$(ratio "$LMED" "$BMED")" "$(ratio "$LMIN" "$BMIN")"
+    fi
 )
+if [[ -n $BASE_BIN ]]; then
+    read -r BMIN BMED BMAX < <(min_med_max "${BLAT[@]}")
+    BASE_LINES+=("$(printf '  %-52s median %sx  min %sx' "rollback latency" "$(ratio "$LMED" "$BMED")" "$(ratio "$LMIN" "$BMIN")")")
+fi
 TARGET_LINES+=("$(printf '  %-52s %8s  %s' "rollback latency, median < 1 s" "$(printf %.3f "$LMED")" "$(verdict "$LMED" "<" 1)")")
 
 # ---------------------------------------------------------------------------
@@ -646,3 +787,8 @@ printf '%s\n' "${TARGET_LINES[@]}"
 echo "  load after:   $(loadavg)"
 echo "  other processes' CPU use during timed runs: up to ${MAX_OTHER}% of the machine"
 ((MAX_OTHER < 10)) || echo "  WARNING: other work shared the CPUs; rerun on a quiet machine (BENCH_WAIT_IDLE=300 helps)"
+if [[ -n $BASE_BIN ]]; then
+    echo
+    echo "Current / baseline ($BASE_DESC), same run, runs alternating (lower is better; ~1.00: no change)"
+    printf '%s\n' "${BASE_LINES[@]}"
+fi
