@@ -88,6 +88,34 @@ impl HostState {
         self.bad.remove(v);
         self.bad_causes.remove(v);
     }
+
+    /// The state once `to`, installed over `from`, is committed
+    /// (docs/SPEC.md §11.4): the release running before becomes
+    /// `previous` (the journal's `from` when the state names none), `to`
+    /// is `current`, the ratchet rises to it, and it is no longer bad.
+    pub fn commit(&mut self, to: &Version, from: Option<&Version>) {
+        if self.current.as_ref() != Some(to) {
+            self.previous = self.current.take().or(from.cloned());
+        }
+        self.current = Some(to.clone());
+        if self.ratchet.as_ref().is_none_or(|r| to > r) {
+            self.ratchet = Some(to.clone());
+        }
+        self.clear_bad(to);
+    }
+
+    /// The state once a rollback returned to `to` (none: nothing runs),
+    /// with `bad` (the release left and why) marked bad: `previous` is
+    /// cleared when it was the release returned to. The ratchet stays.
+    pub fn roll_back(&mut self, to: Option<&Version>, bad: Option<(&Version, Option<BadCause>)>) {
+        if let Some((v, cause)) = bad {
+            self.mark_bad(v, cause);
+        }
+        self.current = to.cloned();
+        if self.previous.as_ref() == to {
+            self.previous = None;
+        }
+    }
 }
 
 /// A version on offer and since when this host has seen it.
@@ -440,5 +468,60 @@ impl StateDir {
     /// Path of the newest accepted trust root.
     pub fn root_path(&self) -> PathBuf {
         self.dir.join("root.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    /// Commit and rollback as state transitions, without a disk.
+    #[test]
+    fn commit_and_rollback_transitions() {
+        // First install: nothing before.
+        let mut st = HostState::default();
+        st.commit(&v("1.0.0"), None);
+        assert_eq!(st.current, Some(v("1.0.0")));
+        assert_eq!(
+            (st.previous.clone(), st.ratchet.clone()),
+            (None, Some(v("1.0.0")))
+        );
+        // An update: the old current becomes previous, the ratchet rises,
+        // a bad mark on the new version goes.
+        st.mark_bad(&v("2.0.0"), Some(BadCause::HealthCheck));
+        st.commit(&v("2.0.0"), Some(&v("1.0.0")));
+        assert_eq!(st.current, Some(v("2.0.0")));
+        assert_eq!(st.previous, Some(v("1.0.0")));
+        assert_eq!(st.ratchet, Some(v("2.0.0")));
+        assert!(!st.bad.contains(&v("2.0.0")) && st.bad_causes.is_empty());
+        // Committing what is current again (recovery of a committed
+        // journal) keeps previous.
+        st.commit(&v("2.0.0"), Some(&v("1.5.0")));
+        assert_eq!(st.previous, Some(v("1.0.0")));
+        // A signed downgrade never lowers the ratchet.
+        st.commit(&v("1.5.0"), Some(&v("2.0.0")));
+        assert_eq!(
+            (st.current.clone(), st.ratchet.clone()),
+            (Some(v("1.5.0")), Some(v("2.0.0")))
+        );
+        // Rolling back to previous: marked bad with its cause, previous
+        // cleared, the ratchet where it was.
+        st.roll_back(
+            Some(&v("2.0.0")),
+            Some((&v("1.5.0"), Some(BadCause::Start))),
+        );
+        assert_eq!(st.current, Some(v("2.0.0")));
+        assert_eq!(st.previous, None);
+        assert_eq!(st.bad_causes.get(&v("1.5.0")), Some(&BadCause::Start));
+        assert_eq!(st.ratchet, Some(v("2.0.0")));
+        // An interrupted update undone: nothing marked bad; a first
+        // install undone leaves nothing current.
+        let mut first = HostState::default();
+        first.roll_back(None, None);
+        assert_eq!((first.current, first.bad.len()), (None, 0));
     }
 }

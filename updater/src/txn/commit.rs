@@ -19,14 +19,7 @@ pub(crate) fn commit(cx: &Ctx<'_>, j: &Journal) -> Result<()> {
         reason: "apply without target".into(),
     })?;
     let mut st = cx.state.state()?;
-    if st.current.as_ref() != Some(&to) {
-        st.previous = st.current.take().or(j.from.clone());
-    }
-    st.current = Some(to.clone());
-    if st.ratchet.as_ref().is_none_or(|r| &to > r) {
-        st.ratchet = Some(to.clone());
-    }
-    st.clear_bad(&to);
+    st.commit(&to, j.from.as_ref());
     cx.state.save_state(&st)?;
     failpoint::hit("apply:after-commit-state");
     cx.history("apply", j.from.clone(), Some(to.clone()), "committed", None)?;

@@ -136,15 +136,8 @@ pub(crate) fn finish(cx: &Ctx<'_>, j: &mut Journal) -> Result<()> {
     }
     // 3. The state.
     let mut st = cx.state.state()?;
-    if let Some(f) = &failed
-        && j.mark_bad
-    {
-        st.mark_bad(f, j.bad_cause);
-    }
-    st.current = to.clone();
-    if st.previous.as_ref() == to.as_ref() {
-        st.previous = None;
-    }
+    let bad = failed.as_ref().filter(|_| j.mark_bad);
+    st.roll_back(to.as_ref(), bad.map(|f| (f, j.bad_cause)));
     cx.state.save_state(&st)?;
     failpoint::hit("rollback:after-state");
     // 4. History, and the journal goes.
