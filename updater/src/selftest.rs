@@ -238,20 +238,14 @@ pub fn inventory(cfg: Option<&Config>) -> serde_json::Value {
     let Some(cfg) = cfg else {
         return v;
     };
-    let limits = charter_keys::Limits::default();
-    let kept = cfg.paths.state_dir.join("root.json");
-    let root_path = if kept.exists() {
-        Some(kept)
-    } else {
-        cfg.paths.trust_root.clone()
-    };
-    v["trust_root"] = match root_path.map(|p| {
-        charter_keys::fsutil::read_capped(&p, limits.max_envelope_bytes, "a trust root")
-            .and_then(|b| charter_keys::root::VerifiedRoot::from_trusted(&b, &limits))
-    }) {
-        None => serde_json::Value::Null,
-        Some(Ok(r)) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
-        Some(Err(e)) => serde_json::json!({"error": e.to_string()}),
+    v["trust_root"] = match &cfg.paths.trust_root {
+        None if !crate::host::state::kept_root_path(&cfg.paths.state_dir).exists() => {
+            serde_json::Value::Null
+        }
+        _ => match crate::source::trusted_root_offline(cfg, &charter_release::Limits::default()) {
+            Ok(r) => serde_json::json!({"version": r.version(), "expires": r.expires()}),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        },
     };
     let state: Option<crate::host::state::HostState> =
         std::fs::read(cfg.paths.state_dir.join("state.json"))

@@ -247,3 +247,43 @@ fn tls_verification_opt_out_is_announced_on_every_run() {
     }
     assert_eq!(h.current().as_deref(), Some("1.0.0"));
 }
+
+/// Regression (issue 13, the root lookup): `trusted_root` starts from the
+/// newer of the shipped and the kept root, but the offline lookup
+/// (`version --json`, `config test`, `verify`) took the kept one whenever
+/// it existed. After a package upgrade shipped a newer root (rotated by
+/// the vendor, not offered by the repository), the host reported, and
+/// verified stored manifests against, the older root it had kept.
+#[test]
+fn shipped_root_newer_than_the_kept_one_is_in_force_offline_too() {
+    let h = host();
+    h.update(&["apply"]).ok();
+    assert!(h.root.join("state/root.json").exists());
+    let v = h.update(&["version", "--json"]).ok().json();
+    assert_eq!(v["trust_root"]["version"], 1, "{v}");
+    // The package upgrade: a rotated root replaces the shipped one.
+    h.f.charter(&["key", "generate", "--out", "root2.key"]).ok();
+    h.f.charter(&[
+        "root",
+        "rotate",
+        "--from",
+        "root.json",
+        "--out",
+        "2.root.json",
+        "--root-key",
+        "root2.key.pub",
+        "--key",
+        "root.key",
+        "--key",
+        "root2.key",
+    ])
+    .ok();
+    std::fs::copy(h.f.path().join("2.root.json"), h.root.join("etc/root.json")).unwrap();
+    let v = h.update(&["version", "--json"]).ok().json();
+    assert_eq!(v["trust_root"]["version"], 2, "{v}");
+    let t = h.update(&["config", "test"]);
+    assert!(t.stdout.contains("version 2 in force"), "{t:?}");
+    // The installed release still verifies under the root in force.
+    let r = h.update(&["verify", "--json"]).ok().json();
+    assert_eq!(r["problems"], serde_json::json!([]), "{r}");
+}

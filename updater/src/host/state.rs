@@ -467,8 +467,14 @@ impl StateDir {
 
     /// Path of the newest accepted trust root.
     pub fn root_path(&self) -> PathBuf {
-        self.dir.join("root.json")
+        kept_root_path(&self.dir)
     }
+}
+
+/// Where the trust root in force is kept in state dir `dir` (readable
+/// without the lock: `version` reports it).
+pub fn kept_root_path(dir: &Path) -> PathBuf {
+    dir.join("root.json")
 }
 
 #[cfg(test)]

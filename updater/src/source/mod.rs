@@ -23,7 +23,8 @@ use crate::host::state::StateDir;
 use crate::net::fetch::{Fetched, Fetcher};
 use crate::{Error, Result};
 
-pub(crate) use trust::{trusted_root, trusted_root_offline};
+pub(crate) use trust::trusted_root;
+pub use trust::trusted_root_offline;
 
 /// What to install.
 #[derive(Debug, Clone, PartialEq, Eq)]

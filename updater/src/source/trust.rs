@@ -11,27 +11,17 @@ use charter_release::Limits;
 use super::Source;
 use crate::Result;
 use crate::config::Config;
-use crate::host::state::StateDir;
+use crate::host::state::kept_root_path;
 
 /// The trust root in force, with the repository's rotations
 /// (`<N+1>.root.json`, ...) walked and the newest kept.
 pub(crate) fn trusted_root(src: &Source<'_>) -> Result<VerifiedRoot> {
     let env_limits = &src.limits.envelope;
-    let read = |p: &Path| {
-        charter_keys::fsutil::read_capped(p, env_limits.max_envelope_bytes, "a trust root")
-    };
-    let shipped = VerifiedRoot::from_trusted(&read(trust_root_path(src.cfg)?)?, env_limits)?;
     let kept_path = src.state.root_path();
-    let start = if kept_path.exists() {
-        let kept = VerifiedRoot::from_trusted(&read(&kept_path)?, env_limits)?;
-        if kept.version() >= shipped.version() {
-            kept
-        } else {
-            shipped
-        }
-    } else {
-        shipped
-    };
+    let start = newer(
+        shipped_root(src.cfg, src.limits)?,
+        kept_root(&kept_path, src.limits)?,
+    );
     let before = start.version();
     let (root, rotations) = start.update_chain(
         |v| {
@@ -69,19 +59,43 @@ pub(crate) fn trust_root_path(cfg: &Config) -> Result<&Path> {
     )
 }
 
-/// The trust root in force (kept or shipped), verified, offline.
-pub(crate) fn trusted_root_offline(
-    cfg: &Config,
-    state: &StateDir,
-    limits: &Limits,
-) -> Result<VerifiedRoot> {
+/// The trust root in force, verified, offline: the newer of the kept
+/// root and the shipped one (a package upgrade may ship a root newer than
+/// the one kept); the kept one alone when the shipped one cannot be read.
+pub fn trusted_root_offline(cfg: &Config, limits: &Limits) -> Result<VerifiedRoot> {
+    match kept_root(&kept_root_path(&cfg.paths.state_dir), limits)? {
+        Some(kept) => Ok(match shipped_root(cfg, limits) {
+            Ok(shipped) => newer(shipped, Some(kept)),
+            Err(_) => kept,
+        }),
+        None => shipped_root(cfg, limits),
+    }
+}
+
+/// The root the package ships (`paths.trust_root`), verified.
+fn shipped_root(cfg: &Config, limits: &Limits) -> Result<VerifiedRoot> {
+    read_root(trust_root_path(cfg)?, limits)
+}
+
+/// The root kept in the state dir from an earlier run, if any, verified.
+fn kept_root(path: &Path, limits: &Limits) -> Result<Option<VerifiedRoot>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_root(path, limits).map(Some)
+}
+
+fn read_root(path: &Path, limits: &Limits) -> Result<VerifiedRoot> {
     let env_limits = &limits.envelope;
-    let path = if state.root_path().exists() {
-        state.root_path()
-    } else {
-        trust_root_path(cfg)?.to_owned()
-    };
     let bytes =
-        charter_keys::fsutil::read_capped(&path, env_limits.max_envelope_bytes, "a trust root")?;
+        charter_keys::fsutil::read_capped(path, env_limits.max_envelope_bytes, "a trust root")?;
     Ok(VerifiedRoot::from_trusted(&bytes, env_limits)?)
+}
+
+/// The newer of two roots (the shipped one on a tie).
+fn newer(shipped: VerifiedRoot, kept: Option<VerifiedRoot>) -> VerifiedRoot {
+    match kept {
+        Some(k) if k.version() >= shipped.version() => k,
+        _ => shipped,
+    }
 }

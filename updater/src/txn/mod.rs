@@ -333,7 +333,7 @@ impl Updater {
 
     /// The trust root in force (kept or shipped), verified, offline.
     pub fn trust_root_in_force(&self) -> Result<VerifiedRoot> {
-        source::trusted_root_offline(&self.cfg, &self.state, &self.limits)
+        source::trusted_root_offline(&self.cfg, &self.limits)
     }
 
     /// Fetches and verifies the target's metadata (docs/SPEC.md §11.2,
