@@ -157,25 +157,8 @@ fn root_rotation_is_followed_from_the_repository() {
     let h = host();
     h.update(&["apply"]).ok();
     // Rotate the root: a new root key, and new release keys.
-    h.f.charter(&["key", "generate", "--out", "root2.key"]).ok();
     h.f.charter(&["key", "generate", "--out", "rel3.key"]).ok();
-    h.f.charter(&[
-        "root",
-        "rotate",
-        "--from",
-        "root.json",
-        "--out",
-        "2.root.json",
-        "--root-key",
-        "root2.key.pub",
-        "--release-key",
-        "rel3.key.pub",
-        "--key",
-        "root.key",
-        "--key",
-        "root2.key",
-    ])
-    .ok();
+    rotate_root(&h, &["--release-key", "rel3.key.pub"]);
     h.f.charter(&["repo", "add-root", "repo", "2.root.json"])
         .ok();
     // A release signed by the new release key only.
@@ -262,22 +245,7 @@ fn shipped_root_newer_than_the_kept_one_is_in_force_offline_too() {
     let v = h.update(&["version", "--json"]).ok().json();
     assert_eq!(v["trust_root"]["version"], 1, "{v}");
     // The package upgrade: a rotated root replaces the shipped one.
-    h.f.charter(&["key", "generate", "--out", "root2.key"]).ok();
-    h.f.charter(&[
-        "root",
-        "rotate",
-        "--from",
-        "root.json",
-        "--out",
-        "2.root.json",
-        "--root-key",
-        "root2.key.pub",
-        "--key",
-        "root.key",
-        "--key",
-        "root2.key",
-    ])
-    .ok();
+    rotate_root(&h, &[]);
     std::fs::copy(h.f.path().join("2.root.json"), h.root.join("etc/root.json")).unwrap();
     let v = h.update(&["version", "--json"]).ok().json();
     assert_eq!(v["trust_root"]["version"], 2, "{v}");
@@ -286,4 +254,24 @@ fn shipped_root_newer_than_the_kept_one_is_in_force_offline_too() {
     // The installed release still verifies under the root in force.
     let r = h.update(&["verify", "--json"]).ok().json();
     assert_eq!(r["problems"], serde_json::json!([]), "{r}");
+}
+
+/// Writes `2.root.json`: root.json rotated to a new root key (`root2.key`,
+/// made here) with `extra` arguments of `charter root rotate`, signed by
+/// the old and the new root key.
+fn rotate_root(h: &Host, extra: &[&str]) {
+    h.f.charter(&["key", "generate", "--out", "root2.key"]).ok();
+    let mut args = vec![
+        "root",
+        "rotate",
+        "--from",
+        "root.json",
+        "--out",
+        "2.root.json",
+        "--root-key",
+        "root2.key.pub",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--key", "root.key", "--key", "root2.key"]);
+    h.f.charter(&args).ok();
 }
