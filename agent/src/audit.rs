@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::state::{RuntimeState, StateStore};
 
+/// Largest audit log `audit verify` reads.
+const MAX_AUDIT_BYTES: u64 = 1 << 30;
+
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const LABEL: &[u8] = b"charter-audit-v1\0";
 
@@ -96,7 +99,7 @@ impl AuditLog {
     /// Checks the chain and that it ends where the state says.
     pub fn verify(&self, store: &StateStore, state: &RuntimeState) -> Result<AuditReport> {
         let bytes = if self.path.exists() {
-            charter_keys::fsutil::read_capped(&self.path, 1 << 30, "an audit log")?
+            charter_keys::fsutil::read_capped(&self.path, MAX_AUDIT_BYTES, "an audit log")?
         } else {
             Vec::new()
         };

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Sources;
 use charter_keys::confsecret::{MasterKey, SecretValue};
 
+/// Largest agent config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/charter/agent.toml";
 
@@ -305,7 +308,7 @@ fn default_tolerance() -> u64 {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = charter_keys::fsutil::read_capped(path, 1 << 20, "a config file")?;
+        let bytes = charter_keys::fsutil::read_capped(path, MAX_CONFIG_BYTES, "a config file")?;
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config {
             path: path.to_owned(),
             reason: "not UTF-8".into(),

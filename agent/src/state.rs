@@ -13,6 +13,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
+/// Largest runtime state file read.
+const MAX_STATE_BYTES: u64 = 4 << 20;
+
 const SECRET_FILE: &str = "host.key";
 const STATE_FILE: &str = "license-state.json";
 const SECRET_LEN: usize = 32;
@@ -289,7 +292,8 @@ impl StateStore {
                 Loaded::Deleted
             });
         }
-        let bytes = charter_keys::fsutil::read_capped(&path, 4 << 20, "a license state file")?;
+        let bytes =
+            charter_keys::fsutil::read_capped(&path, MAX_STATE_BYTES, "a license state file")?;
         let Ok(file) = serde_json::from_slice::<RawFile>(&bytes) else {
             return Ok(Loaded::Tampered(format!(
                 "{} does not parse",

@@ -73,22 +73,16 @@ pub fn fetch(url: &str, timeout: Duration, token: Option<&str>) -> Result<Vec<u8
             reason: format!("HTTP status {status}"),
         });
     }
-    let mut bytes = Vec::new();
-    use std::io::Read;
-    resp.into_body()
-        .into_with_config()
-        .limit(MAX_DOCUMENT_BYTES + 1)
-        .reader()
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::Http {
-            url: url.into(),
-            reason: e.to_string(),
-        })?;
-    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
-        return Err(Error::Http {
-            url: url.into(),
-            reason: "status document too large".into(),
-        });
+    let http = |reason: String| Error::Http {
+        url: url.into(),
+        reason,
+    };
+    match charter_keys::fsutil::read_at_most(resp.into_body().into_reader(), MAX_DOCUMENT_BYTES, 0)
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(http(format!(
+            "status document larger than {MAX_DOCUMENT_BYTES} bytes"
+        ))),
+        Err(e) => Err(http(e.to_string())),
     }
-    Ok(bytes)
 }

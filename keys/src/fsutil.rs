@@ -35,14 +35,29 @@ pub(crate) fn read_open_capped(
     if len > max {
         return Err(too_large(len));
     }
-    let mut buf = Vec::with_capacity(len as usize);
-    file.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io("read", path, e))?;
-    if buf.len() as u64 > max {
-        return Err(too_large(buf.len() as u64));
+    match read_at_most(file, max, len) {
+        Ok(Ok(buf)) => Ok(buf),
+        Ok(Err(n)) => Err(too_large(n)),
+        Err(e) => Err(Error::io("read", path, e)),
     }
-    Ok(buf)
+}
+
+/// Reads `r` to its end when it holds at most `max` bytes (`size_hint`
+/// bytes are reserved first, capped at `max`). Reading stops one byte past
+/// `max`: a longer stream, even an endless one, is `Err(max + 1)` at once,
+/// never an I/O error. Shared by capped file reads and the capped HTTP
+/// bodies of the updater and the agent.
+pub fn read_at_most(
+    r: impl Read,
+    max: u64,
+    size_hint: u64,
+) -> std::io::Result<std::result::Result<Vec<u8>, u64>> {
+    let mut buf = Vec::with_capacity(size_hint.min(max) as usize);
+    r.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Ok(Err(buf.len() as u64));
+    }
+    Ok(Ok(buf))
 }
 
 /// Refuses a file that group or others can access in any way. Used for

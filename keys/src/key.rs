@@ -10,6 +10,9 @@ use crate::{Error, Result};
 /// Length of an Ed25519 signature in bytes.
 pub const SIGNATURE_LEN: usize = 64;
 
+/// Largest public key file read (a PEM public key is about 110 bytes).
+pub const MAX_PUBLIC_KEY_BYTES: u64 = 64 << 10;
+
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410):
 /// `SEQUENCE { SEQUENCE { OID 1.3.101.112 } BIT STRING (0 unused) <32 bytes> }`.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -167,7 +170,7 @@ impl PublicKey {
 
     /// Reads a public key PEM file (size-capped at 64 KiB).
     pub fn read_pem_file(path: &Path) -> Result<Self> {
-        let bytes = crate::fsutil::read_capped(path, 64 << 10, "a public key file")?;
+        let bytes = crate::fsutil::read_capped(path, MAX_PUBLIC_KEY_BYTES, "a public key file")?;
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidKey {
             source_name: Some(path.to_owned()),
             reason: "not UTF-8 text".into(),

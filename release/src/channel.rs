@@ -14,6 +14,9 @@ use crate::manifest::validate_product;
 use crate::path::ArchivePath;
 use crate::{Error, Limits, Result};
 
+/// Largest channel pointer envelope read (hosts, `charter channel sign`).
+pub const MAX_POINTER_BYTES: u64 = 1 << 20;
+
 /// Where the manifest is and what it must hash to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -79,28 +79,31 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
         }
     };
     // 3. The signature policy: key file and Sigstore trusted root.
-    let policy = cfg
-        .signatures
-        .load()
-        .map(|p| p.describe())
-        .map_err(|e| e.to_string());
-    if !r.push("signature policy", policy) {
-        return r;
-    }
-    // 4. The state directory (lock) and the updater.
-    let updater = match Updater::open(cfg.clone(), clock, Box::new(|_: &str| {})) {
-        Ok(u) => {
-            r.push(
-                "state",
-                Ok(format!("{} (locked)", cfg.paths.state_dir.display())),
-            );
-            u
+    let policy = match cfg.signatures.load() {
+        Ok(p) => {
+            r.push("signature policy", Ok(p.describe()));
+            p
         }
         Err(e) => {
-            r.push("state", Err(e.to_string()));
+            r.push("signature policy", Err(e.to_string()));
             return r;
         }
     };
+    // 4. The state directory (lock) and the updater, with that policy.
+    let updater =
+        match Updater::open_with_policy(cfg.clone(), policy, clock, Box::new(|_: &str| {})) {
+            Ok(u) => {
+                r.push(
+                    "state",
+                    Ok(format!("{} (locked)", cfg.paths.state_dir.display())),
+                );
+                u
+            }
+            Err(e) => {
+                r.push("state", Err(e.to_string()));
+                return r;
+            }
+        };
     // 4b. Nobody else can change where root installs and keeps state.
     r.push(
         "paths",

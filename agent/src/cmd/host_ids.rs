@@ -14,11 +14,15 @@ impl Args {
     /// hold the master key the agent is given as a credential).
     pub fn run(self, ctx: &Ctx) -> Result<ExitCode> {
         let path = ctx.config_path();
-        let cfg = charter_keys::fsutil::read_capped(&path, 1 << 20, "a config file")
-            .map_err(anyhow::Error::from)
-            .and_then(|b| Ok(String::from_utf8(b)?))
-            .and_then(|t| Ok(Config::parse(&t, &path)?))
-            .with_context(|| format!("cannot load the config (from {})", path.display()))?;
+        let cfg = charter_keys::fsutil::read_capped(
+            &path,
+            charter_agent::config::MAX_CONFIG_BYTES,
+            "a config file",
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(String::from_utf8(b)?))
+        .and_then(|t| Ok(Config::parse(&t, &path)?))
+        .with_context(|| format!("cannot load the config (from {})", path.display()))?;
         charter_agent::fingerprint::check_host_ids_target(&path, &cfg.product, &cfg.fingerprint)?;
         let dmi = write_host_ids(&cfg.product, &cfg.fingerprint)?;
         let what = match dmi {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use charter_keys::dsse::{Envelope, PAYLOAD_CHANNEL, PAYLOAD_MANIFEST};
 use charter_keys::secret::Signer;
 use charter_keys::{Limits as KeyLimits, SystemClock};
-use charter_release::channel::{ChannelPointer, ManifestRef};
+use charter_release::channel::{ChannelPointer, MAX_POINTER_BYTES, ManifestRef};
 use charter_release::digest::Sha256Digest;
 use charter_release::manifest::{Manifest, VerifiedManifest};
 use charter_release::path::ArchivePath;
@@ -138,7 +138,8 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
             }
         }
         ChannelCmd::Sign { key, file } => {
-            let bytes = charter_keys::fsutil::read_capped(&file, 1 << 20, "a channel pointer")?;
+            let bytes =
+                charter_keys::fsutil::read_capped(&file, MAX_POINTER_BYTES, "a channel pointer")?;
             let mut env = Envelope::from_slice(&bytes, &KeyLimits::default())
                 .with_context(|| format!("{} is not an envelope", file.display()))?;
             if env.payload_type() != PAYLOAD_CHANNEL {

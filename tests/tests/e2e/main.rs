@@ -8,6 +8,7 @@ mod cli_errors;
 mod cli_keys;
 mod cli_manifest;
 mod cli_root;
+mod docs;
 mod secrets;
 mod updater_attacks;
 mod updater_auto;

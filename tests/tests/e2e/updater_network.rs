@@ -98,6 +98,27 @@ fn server_errors_are_retried_then_reported() {
 }
 
 #[test]
+fn endless_pointer_without_length_is_refused_once_not_retried() {
+    // A server (or a man in the middle) streaming an endless pointer with
+    // no Content-Length: the host stops one byte past the 1 MiB cap and
+    // says so; it is an answer, so it is not retried like a dropped
+    // connection (which read up to the cap four times).
+    let h = host();
+    let path = "/channels/panel/stable.json";
+    h.server.set_fault(path, Fault::Endless, u32::MAX);
+    h.update(&["check"])
+        .fails_with("stable.json: more than the 1048576 bytes allowed");
+    let n = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .count();
+    assert_eq!(n, 1, "refused at once, not retried");
+    assert_eq!(h.current(), None);
+}
+
+#[test]
 fn wrong_content_length_is_refused() {
     let h = host();
     let size = std::fs::metadata(h.repo.join("releases/panel/1.0.0/panel-1.0.0.tar.zst"))

@@ -21,7 +21,9 @@ use charter_release::Error as ReleaseError;
 use charter_release::digest::Sha256Digest;
 
 /// Largest file backed up (configs and licenses are small).
-const MAX_FILE: u64 = 16 << 20;
+const MAX_BACKUP_FILE_BYTES: u64 = 16 << 20;
+/// Largest backup index read.
+const MAX_INDEX_BYTES: u64 = 1 << 20;
 const INDEX: &str = "backup.json";
 
 /// One backup.
@@ -101,11 +103,11 @@ fn read_plain(path: &Path) -> Result<Option<(Vec<u8>, std::fs::Metadata)>> {
     if !md.is_file() {
         return Ok(None);
     }
-    if md.len() > MAX_FILE {
+    if md.len() > MAX_BACKUP_FILE_BYTES {
         return Err(ReleaseError::InvalidInput {
             what: "backup",
             reason: format!(
-                "{} is {} bytes, more than {MAX_FILE}",
+                "{} is {} bytes, more than {MAX_BACKUP_FILE_BYTES}",
                 path.display(),
                 md.len()
             ),
@@ -113,7 +115,7 @@ fn read_plain(path: &Path) -> Result<Option<(Vec<u8>, std::fs::Metadata)>> {
         .into());
     }
     let mut buf = Vec::with_capacity(md.len() as usize);
-    file.take(MAX_FILE + 1)
+    file.take(MAX_BACKUP_FILE_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(io("read", path))?;
     Ok(Some((buf, md)))
@@ -181,7 +183,7 @@ pub fn take(
 /// The backup of `release`, if one is kept.
 pub fn load(state: &Path, release: &Version) -> Option<Backup> {
     let p = dir(state).join(release.to_string()).join(INDEX);
-    let bytes = charter_keys::fsutil::read_capped(&p, 1 << 20, "a backup index").ok()?;
+    let bytes = charter_keys::fsutil::read_capped(&p, MAX_INDEX_BYTES, "a backup index").ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -228,7 +230,8 @@ pub fn restore(state: &Path, b: &Backup, which: Restore) -> Result<Vec<PathBuf>>
             continue;
         }
         let src = base.join(&f.stored);
-        let bytes = charter_keys::fsutil::read_capped(&src, MAX_FILE, "a backed-up file")?;
+        let bytes =
+            charter_keys::fsutil::read_capped(&src, MAX_BACKUP_FILE_BYTES, "a backed-up file")?;
         if Sha256Digest(sha2::Sha256::digest(&bytes).into()) != f.sha256 {
             return Err(ReleaseError::DigestMismatch {
                 what: format!("backup copy of {}", f.path.display()),

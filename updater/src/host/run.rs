@@ -13,6 +13,9 @@ use crate::{Error, Result};
 use charter_release::Error as ReleaseError;
 use charter_release::manifest::{HealthCheck, Probe};
 
+/// Output kept of each stream (stdout, stderr) of a command.
+const MAX_OUTPUT_BYTES: u64 = 64 << 10;
+
 /// The environment every command gets (nothing inherited).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -95,7 +98,7 @@ pub fn run_command(
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(mut r) = r {
-                let _ = r.by_ref().take(64 << 10).read_to_end(&mut out);
+                let _ = r.by_ref().take(MAX_OUTPUT_BYTES).read_to_end(&mut out);
                 let _ = tx.send(out);
                 let _ = std::io::copy(&mut r, &mut std::io::sink());
             } else {

@@ -29,6 +29,8 @@ pub const PLAIN_RECORD_SUFFIX: &str = ".plain.json";
 
 /// Largest state file read (they are small; this only bounds damage).
 const MAX_STATE_BYTES: u64 = 16 << 20;
+/// Largest `history.jsonl` read.
+const MAX_HISTORY_BYTES: u64 = 64 << 20;
 
 /// What is installed and what may be installed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,7 +377,7 @@ impl StateDir {
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let bytes = charter_keys::fsutil::read_capped(&path, 64 << 20, "a history file")?;
+        let bytes = charter_keys::fsutil::read_capped(&path, MAX_HISTORY_BYTES, "a history file")?;
         Ok(bytes
             .split(|b| *b == b'\n')
             .filter_map(|l| serde_json::from_slice(l).ok())

@@ -7,7 +7,6 @@
 //! §11.2); they are in [`super::download`], the HTTP client in
 //! [`super::http`].
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -208,24 +207,20 @@ impl Fetcher {
                 found: Some(len),
             });
         }
-        let mut bytes = Vec::new();
-        resp.into_body()
-            .into_with_config()
-            .limit(max.saturating_add(1))
-            .reader()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Http {
-                url: url.into(),
-                reason: e.to_string(),
-            })?;
-        if bytes.len() as u64 > max {
-            return Err(Error::TooLarge {
+        // Capped by the reader, not by ureq's limit: a body over the cap
+        // is `TooLarge` (an answer, not retried), never a transient error.
+        match charter_keys::fsutil::read_at_most(resp.into_body().into_reader(), max, 0) {
+            Ok(Ok(bytes)) => Ok(Fetched::Body(bytes, validator)),
+            Ok(Err(_)) => Err(Error::TooLarge {
                 url: url.into(),
                 max,
                 found: None,
-            });
+            }),
+            Err(e) => Err(Error::Http {
+                url: url.into(),
+                reason: e.to_string(),
+            }),
         }
-        Ok(Fetched::Body(bytes, validator))
     }
 
     /// Runs `f` again after transient failures, with backoff, as often as

@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::config::Repository;
 use crate::{Error, Result};
 
+/// Largest CA bundle read (`repository.ca_file`, `notify.ca_file`).
+const MAX_CA_BYTES: u64 = 4 << 20;
+
 /// Whether an HTTP client checks the server's TLS certificate. There is no
 /// boolean for this: turning the check off must be spelled out, and is said
 /// on every run (house style §8).
@@ -52,7 +55,7 @@ pub fn http_agent(
 ) -> Result<ureq::Agent> {
     let mut builder = ureq::tls::TlsConfig::builder();
     if let Some(ca) = ca_file {
-        let pem = charter_keys::fsutil::read_capped(ca, 4 << 20, "a CA bundle")?;
+        let pem = charter_keys::fsutil::read_capped(ca, MAX_CA_BYTES, "a CA bundle")?;
         let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
             .filter_map(|item| match item {
                 Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),

@@ -3,15 +3,12 @@
 //! refused when older than one already accepted (a replay).
 
 use charter_keys::root::VerifiedRoot;
-use charter_release::channel::{ChannelPointer, VerifiedChannel};
+use charter_release::channel::{ChannelPointer, MAX_POINTER_BYTES, VerifiedChannel};
 
 use super::Source;
 use crate::host::state::ChannelCache;
 use crate::net::fetch::Fetched;
 use crate::{Error, Result};
-
-/// Largest channel pointer read.
-const MAX_POINTER_BYTES: u64 = 1 << 20;
 
 /// The channel pointer, verified; and whether it was unchanged (304).
 pub(super) fn channel(src: &Source<'_>, root: &VerifiedRoot) -> Result<(VerifiedChannel, bool)> {

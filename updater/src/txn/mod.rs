@@ -251,9 +251,20 @@ impl Updater {
     /// Takes the state lock and prepares the repository client. `notes`
     /// receives progress lines (the binary prints them on stderr).
     pub fn open(cfg: Config, clock: Box<dyn Clock>, notes: Box<dyn Fn(&str)>) -> Result<Self> {
+        let signatures = cfg.signatures.load()?;
+        Self::open_with_policy(cfg, signatures, clock, notes)
+    }
+
+    /// As [`Updater::open`], with the signature policy already loaded
+    /// from `cfg.signatures` (`config test` loads it first, to report it).
+    pub fn open_with_policy(
+        cfg: Config,
+        signatures: SignaturePolicy,
+        clock: Box<dyn Clock>,
+        notes: Box<dyn Fn(&str)>,
+    ) -> Result<Self> {
         let state = StateDir::lock(&cfg.paths.state_dir)?;
         let fetcher = Fetcher::new(&cfg.repository, &*notes)?;
-        let signatures = cfg.signatures.load()?;
         for field in cfg.plain_secrets() {
             notes(&format!(
                 "WARNING: {field} is in plain text in the config; encrypt it with `charter secrets encrypt`"
