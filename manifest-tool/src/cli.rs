@@ -352,6 +352,32 @@ pub enum ChannelCmd {
         /// Allow hosts to install this version even if they ran a newer one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Phase the rollout: a preset (`default`: 1% at 1h ... 100% at 6d;
+        /// `fast`: 5% at 1h, 25% at 2h, 100% at 3h; `all-at-once`) or a
+        /// JSON plan file (`[{"after": "1h", "percent": 1}, ...]`).
+        /// Re-publishing the same version keeps its rollout's start (and
+        /// its rollout, without this option).
+        #[arg(long, value_name = "PLAN")]
+        rollout: Option<String>,
+    },
+    /// Halt the channel's rollout: re-sign its pointer so that hosts that
+    /// have not installed its version do not (on their next poll).
+    Halt {
+        #[command(flatten)]
+        at: PointerAt,
+        /// Why (shown to operators on every host).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Also send hosts that installed it back to the previous release
+        /// (a signed downgrade).
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Resume a halted rollout where it stopped (its waves move forward by
+    /// the time it was halted).
+    Resume {
+        #[command(flatten)]
+        at: PointerAt,
     },
     /// Add one signature to a channel pointer, in place.
     Sign {
@@ -361,6 +387,26 @@ pub enum ChannelCmd {
         /// The pointer file.
         file: PathBuf,
     },
+}
+
+/// Which channel pointer to re-sign, with what.
+#[derive(Debug, clap::Args)]
+pub struct PointerAt {
+    /// Repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Product name.
+    #[arg(long)]
+    pub product: String,
+    /// Channel name.
+    #[arg(long)]
+    pub channel: String,
+    /// Channel key(s) to sign with; repeat to reach a threshold.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// The new pointer's expiry: a duration from now or an RFC 3339 time.
+    #[arg(long, default_value = "7d")]
+    pub expires: String,
 }
 
 #[derive(Debug, Subcommand)]

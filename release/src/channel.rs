@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::manifest::validate_product;
 use crate::path::ArchivePath;
+use crate::rollout::Rollout;
 use crate::{Error, Limits, Result};
 
 /// Largest channel pointer envelope read (hosts, `charter channel sign`).
@@ -49,6 +50,39 @@ pub struct ChannelPointer {
     /// ran before: the signed instruction to downgrade.
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// The release the channel named before this one (what
+    /// `charter channel halt --revert` goes back to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRelease>,
+    /// The phased rollout of `version` (§9.6); none: every host at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// Set when this pointer reverted a halted rollout: which version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<Reverted>,
+}
+
+/// The release a channel pointed at before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousRelease {
+    /// Its version.
+    pub version: semver::Version,
+    /// Its manifest.
+    pub manifest: ManifestRef,
+}
+
+/// A halted rollout this pointer went back from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reverted {
+    /// The version whose rollout was halted and reverted.
+    pub version: semver::Version,
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 impl ChannelPointer {
@@ -70,6 +104,25 @@ impl ChannelPointer {
             return Err(Error::InvalidManifest(
                 "channel pointer expires before it was published".into(),
             ));
+        }
+        if let Some(r) = &self.rollout {
+            r.validate(self.published_at)?;
+        }
+        if let Some(p) = &self.previous
+            && p.version == self.version
+        {
+            return Err(Error::InvalidManifest(format!(
+                "channel pointer: previous release {} is the pointer's own version",
+                p.version
+            )));
+        }
+        if let Some(r) = &self.reverted
+            && r.version == self.version
+        {
+            return Err(Error::InvalidManifest(format!(
+                "channel pointer: reverted from {}, its own version",
+                r.version
+            )));
         }
         Ok(())
     }

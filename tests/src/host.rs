@@ -156,22 +156,60 @@ impl Host {
 
     /// Signs and writes the stable channel pointer at `version`.
     pub fn point(&self, channel: &str, version: &str) {
-        self.f
-            .charter(&[
-                "channel",
-                "publish",
-                "--repo",
-                "repo",
-                "--product",
-                "panel",
-                "--channel",
-                channel,
-                "--version",
-                version,
-                "--key",
-                "chan.key",
-            ])
-            .ok();
+        self.point_with(channel, version, &[]).ok();
+    }
+
+    /// `charter channel publish` of `version` on `channel` with `extra`
+    /// args (`--rollout PLAN`, ...).
+    pub fn point_with(&self, channel: &str, version: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "channel",
+            "publish",
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            channel,
+            "--version",
+            version,
+            "--key",
+            "chan.key",
+        ];
+        args.extend_from_slice(extra);
+        self.f.charter(&args)
+    }
+
+    /// `charter channel <verb>` (halt, resume) on the stable channel, with
+    /// `extra` args.
+    pub fn channel(&self, verb: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "channel",
+            verb,
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            "stable",
+            "--key",
+            "chan.key",
+        ];
+        args.extend_from_slice(extra);
+        self.f.charter(&args)
+    }
+
+    /// The stable channel pointer's payload as served.
+    pub fn pointer(&self) -> serde_json::Value {
+        let env: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.repo.join("channels/panel/stable.json")).unwrap(),
+        )
+        .unwrap();
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(env["payload"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice(&payload).unwrap()
     }
 
     /// Runs `charter-update` against this host.
@@ -280,6 +318,9 @@ impl Host {
             published_at: now.min(expires - jiff::SignedDuration::from_secs(3600)),
             expires,
             allow_downgrade,
+            previous: None,
+            rollout: None,
+            reverted: None,
         };
         let mut env = Envelope::new_unsigned(PAYLOAD_CHANNEL, p.to_payload());
         env.sign(&self.load_key("chan.key") as &dyn Signer).unwrap();

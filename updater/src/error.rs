@@ -125,6 +125,19 @@ pub enum Error {
         /// Why it was marked (unknown for marks older than the record).
         cause: Option<BadCause>,
     },
+    /// The channel's rollout of this version is halted (docs/SPEC.md §9.6).
+    #[error(
+        "the rollout of {version} is halted{}; `apply --version {version}` installs it anyway",
+        if reason.is_empty() { format!(" (since {at})") } else { format!(" (since {at}: {reason})") }
+    )]
+    RolloutHalted {
+        /// The version.
+        version: semver::Version,
+        /// When it was halted.
+        at: jiff::Timestamp,
+        /// Why.
+        reason: String,
+    },
     /// Not enough disk space to stage a release.
     #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]
     NoSpace {

@@ -18,3 +18,4 @@ mod updater_flow;
 mod updater_network;
 mod updater_notify;
 mod updater_plain;
+mod updater_rollout;

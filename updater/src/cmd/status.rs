@@ -35,6 +35,19 @@ impl Args {
             outln!("releases: {}", s.releases_from);
             outln!("requires: {}", s.signature_policy);
             outln!("auto:     {}", s.automatic);
+            let r = &s.rollout;
+            match (&r.standing, &r.version) {
+                (Some(st), Some(v)) => outln!(
+                    "rollout:  {} ({})",
+                    charter_updater::policy::rollout::describe(st, v),
+                    r.position.source
+                ),
+                _ => outln!(
+                    "rollout:  position {} ({}); the channel signs no rollout",
+                    r.position.position,
+                    r.position.source
+                ),
+            }
             if let Some(h) = &s.recovered {
                 outln!("recovered: {} {}", h.op, h.result);
             }

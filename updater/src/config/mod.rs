@@ -17,6 +17,7 @@ use charter_release::path::ArchivePath;
 use charter_release::signatures::Require;
 use notify::NotifyConfig;
 use plain::PlainConfig;
+use rollout::RolloutConfig;
 use signatures::SignaturesConfig;
 
 pub mod auto;
@@ -25,6 +26,7 @@ pub mod notify;
 mod paths;
 pub mod plain;
 mod repository;
+pub mod rollout;
 mod self_update;
 mod service;
 pub mod signatures;
@@ -83,6 +85,9 @@ pub struct Config {
     /// A webhook that hears of installs, rollbacks and failures.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// This host's place in phased rollouts.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
 }
 
 fn default_channel() -> String {
@@ -254,6 +259,7 @@ impl Config {
             h.validate().map_err(|e| bad(format!("health: {e}")))?;
         }
         cfg.signatures.validate().map_err(bad)?;
+        cfg.rollout.validate().map_err(bad)?;
         if let Some(p) = &cfg.plain {
             p.validate().map_err(bad)?;
             if cfg.signatures.require != Require::Cosign {

@@ -304,6 +304,31 @@ impl StateDir {
         &self.dir
     }
 
+    /// A random id of this host kept in `rollout-id` (0600), made on first
+    /// use: what the rollout position is derived from on a host without a
+    /// machine id.
+    pub fn rollout_id(&self) -> Result<Vec<u8>> {
+        let path = self.dir.join("rollout-id");
+        match charter_keys::fsutil::read_capped(&path, 4096, "a rollout id") {
+            Ok(b) if !b.is_empty() => return Ok(b),
+            Ok(_) => {}
+            Err(charter_keys::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| {
+            Error::io(
+                "make a random id for",
+                &path,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let text = format!("{}\n", hex::encode(id));
+        charter_keys::fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
+        Ok(text.into_bytes())
+    }
+
     fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let path = self.dir.join(name);
         if !path.exists() {

@@ -12,6 +12,9 @@
 
 use jiff::Timestamp;
 
+use charter_release::rollout::Standing;
+
+use super::rollout::describe;
 use crate::config::auto::AutoPolicy;
 /// Re-exported for the transaction, which names the mode from here.
 use crate::config::auto::Automatic;
@@ -19,11 +22,20 @@ use crate::config::auto::Automatic;
 /// What `auto` knows of the candidate when it decides.
 #[derive(Debug, Clone)]
 pub struct Offer {
+    /// Its version.
+    pub version: semver::Version,
     /// Signed as a security fix (charter manifests only).
     pub security_fix: bool,
     /// Since when it has been out: the later of the signed release time
     /// and the signed channel pointer's publication.
     pub out_since: Timestamp,
+    /// Where this host stands in the pointer's phased rollout, when it
+    /// signs one (docs/SPEC.md §9.6).
+    pub rollout: Option<Standing>,
+    /// The signed pointer reverts the host's running release (`charter
+    /// channel halt --revert`): neither `min_age` nor the security filter
+    /// hold a revert back.
+    pub revert: bool,
 }
 
 /// The decision.
@@ -40,8 +52,8 @@ pub enum Decision {
     },
 }
 
-/// Decides, in this order: the `automatic` mode, the security flag,
-/// `min_age`, the windows.
+/// Decides, in this order: the `automatic` mode, the security flag, the
+/// rollout (halted, or not this host's turn yet), `min_age`, the windows.
 pub fn decide(p: &AutoPolicy, offer: &Offer, now: Timestamp) -> Decision {
     let defer = |reason: String, until| Decision::Defer { reason, until };
     match p.automatic {
@@ -51,7 +63,7 @@ pub fn decide(p: &AutoPolicy, offer: &Offer, now: Timestamp) -> Decision {
                 None,
             );
         }
-        Automatic::Security if !offer.security_fix => {
+        Automatic::Security if !offer.security_fix && !offer.revert => {
             return defer(
                 "update.automatic = \"security\" and this is not a signed security fix".into(),
                 None,
@@ -59,11 +71,22 @@ pub fn decide(p: &AutoPolicy, offer: &Offer, now: Timestamp) -> Decision {
         }
         _ => {}
     }
+    if let Some(s) = &offer.rollout {
+        if s.halted.is_some() {
+            return defer(describe(s, &offer.version), None);
+        }
+        if !s.eligible {
+            return defer(
+                format!("not this host's turn yet: {}", describe(s, &offer.version)),
+                Some(s.eligible_at),
+            );
+        }
+    }
     let ripe = offer
         .out_since
         .checked_add(p.min_age)
         .unwrap_or(Timestamp::MAX);
-    if now < ripe {
+    if now < ripe && !offer.revert {
         return defer(
             format!(
                 "out since {} only; update.min_age is {}",
@@ -113,8 +136,11 @@ mod tests {
     fn decisions_in_order() {
         let now = utc("2026-11-22T03:00:00Z");
         let offer = |security_fix, out_since: &str| Offer {
+            version: "2.0.0".parse().unwrap(),
             security_fix,
             out_since: utc(out_since),
+            rollout: None,
+            revert: false,
         };
         let old = offer(false, "2026-11-01T00:00:00Z");
         let d = decide(&policy(Automatic::Check, &[], None), &old, now);
@@ -166,5 +192,69 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn rollout_turn_and_halt_defer_and_a_revert_skips_min_age_and_the_security_filter() {
+        use charter_release::rollout::{Rollout, preset};
+        let now = utc("2026-11-22T03:00:00Z");
+        let plan = Rollout {
+            plan: "fast".into(),
+            start: utc("2026-11-22T02:30:00Z"),
+            waves: preset("fast").unwrap(),
+            halted: None,
+        };
+        let offer = |position| Offer {
+            version: "2.0.0".parse().unwrap(),
+            security_fix: false,
+            out_since: utc("2026-11-22T02:30:00Z"),
+            rollout: Some(plan.standing(position, now)),
+            revert: false,
+        };
+        let all = policy(Automatic::All, &[], None);
+        // 30 minutes in, half of the first 5% may go: position 100 may.
+        assert_eq!(decide(&all, &offer(100), now), Decision::Install);
+        // Position 5000 is in wave 3 (25% to 100% from 2 h to 3 h).
+        match decide(&all, &offer(5000), now) {
+            Decision::Defer { reason, until } => {
+                assert!(
+                    reason.starts_with("not this host's turn yet: position 5000, wave 3 of 3"),
+                    "{reason}"
+                );
+                assert_eq!(until, Some(plan.standing(5000, now).eligible_at));
+            }
+            d => panic!("{d:?}"),
+        }
+        // Halted: nobody, with no time to wait for.
+        let mut halted = offer(100);
+        halted.rollout = Some(plan.halt(now, "crash reports").standing(100, now));
+        match decide(&all, &halted, now) {
+            Decision::Defer {
+                reason,
+                until: None,
+            } => {
+                assert!(
+                    reason.contains("halted") && reason.contains("crash reports"),
+                    "{reason}"
+                )
+            }
+            d => panic!("{d:?}"),
+        }
+        // A revert is taken at once, even under min_age and "security".
+        let revert = Offer {
+            rollout: None,
+            revert: true,
+            out_since: now,
+            ..offer(0)
+        };
+        assert_eq!(
+            decide(&policy(Automatic::Security, &[], Some("2d")), &revert, now),
+            Decision::Install
+        );
+        // ... but not under "check".
+        assert!(matches!(
+            decide(&policy(Automatic::Check, &[], None), &revert, now),
+            Decision::Defer { .. }
+        ));
     }
 }

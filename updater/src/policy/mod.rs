@@ -5,3 +5,4 @@
 pub mod admission;
 pub mod auto;
 pub mod entitlement;
+pub mod rollout;

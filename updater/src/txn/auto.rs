@@ -69,6 +69,14 @@ pub(super) fn auto(u: &Updater) -> Result<ApplyOutcome> {
             now
         }
     };
+    let rollout = u.standing(&c, u.position()?);
+    // The pointer reverts the release this host runs (`channel halt
+    // --revert`).
+    let revert = c
+        .pointer
+        .as_ref()
+        .and_then(|p| p.reverted.as_ref())
+        .is_some_and(|r| st.current.as_ref() == Some(&r.version));
     let offer = match &c.release {
         Release::Signed { manifest, .. } => {
             let m = manifest.manifest();
@@ -77,13 +85,19 @@ pub(super) fn auto(u: &Updater) -> Result<ApplyOutcome> {
                 .as_ref()
                 .map_or(first_seen, |p| p.published_at.min(first_seen));
             auto::Offer {
+                version: candidate.clone(),
                 security_fix: m.security_fix,
                 out_since: published.max(m.released_at),
+                rollout,
+                revert,
             }
         }
         Release::Plain(p) => auto::Offer {
+            version: candidate.clone(),
             security_fix: false,
             out_since: p.released_at().unwrap_or(first_seen),
+            rollout: None,
+            revert: false,
         },
     };
     match auto::decide(&policy, &offer, u.clock.now()) {

@@ -5,9 +5,11 @@ use charter_release::Error as ReleaseError;
 use charter_release::manifest::{Manifest, compile_globs};
 use semver::Version;
 
-use super::{BackupReport, Status, Updater};
+use super::{BackupReport, RolloutView, Status, Updater};
 use crate::Result;
 use crate::host::state::HistoryEntry;
+use crate::policy::rollout;
+use charter_release::channel::ChannelPointer;
 
 impl Updater {
     /// `status`.
@@ -41,6 +43,34 @@ impl Updater {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            rollout: self.rollout_view()?,
+        })
+    }
+
+    /// This host's position, and where it stands in the rollout of the
+    /// last channel pointer accepted (verified when it was; read here
+    /// from the state directory, which only root writes).
+    fn rollout_view(&self) -> Result<RolloutView> {
+        let position = self.position()?;
+        let pointer = self
+            .state
+            .channel_cache()?
+            .and_then(|c| {
+                charter_keys::dsse::Envelope::from_slice(
+                    c.envelope.as_bytes(),
+                    &self.limits.envelope,
+                )
+                .ok()
+            })
+            .and_then(|e| serde_json::from_slice::<ChannelPointer>(e.unverified_payload()).ok())
+            .filter(|p| p.rollout.is_some());
+        let standing = pointer
+            .as_ref()
+            .and_then(|p| rollout::standing(p, position.position, self.clock.now()));
+        Ok(RolloutView {
+            position,
+            version: pointer.map(|p| p.version),
+            standing,
         })
     }
 

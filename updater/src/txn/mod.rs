@@ -33,12 +33,12 @@ use charter_release::Error as ReleaseError;
 use charter_release::Limits;
 use charter_release::archive::SetuidPolicy;
 use charter_release::manifest::{CosignProof, Manifest};
+use charter_release::rollout::Standing;
 use charter_release::signatures::SignaturePolicy;
 use jiff::Timestamp;
 use semver::Version;
 use serde::Serialize;
 
-use crate::Result;
 use crate::config::Config;
 use crate::host::fs::{remove_tree, trusted_dir};
 use crate::host::layout::InstallRoot;
@@ -46,7 +46,9 @@ use crate::host::state::{HistoryEntry, HostState, Journal, StateDir};
 use crate::net::fetch::Fetcher;
 use crate::net::notify::Notifier;
 use crate::policy::admission::{Admission, admit};
+use crate::policy::rollout::{self, HostPosition};
 use crate::source::{self, Offered, Source};
+use crate::{Error, Result};
 use announce::Announcer;
 use rollback::RollbackPlan;
 
@@ -73,6 +75,10 @@ pub struct CheckReport {
     pub release_keys: Vec<String>,
     /// What the cosign bundle proved, when the policy checked one.
     pub cosign: Option<CosignProof>,
+    /// This host's rollout position.
+    pub position: HostPosition,
+    /// Where it stands in the pointer's phased rollout, when it signs one.
+    pub rollout: Option<Standing>,
 }
 
 /// One kept backup for `backups`.
@@ -146,6 +152,21 @@ pub struct Status {
     pub signature_policy: String,
     /// Secret config fields written in plain text (each one a warning).
     pub plain_secrets: Vec<String>,
+    /// This host in phased rollouts.
+    pub rollout: RolloutView,
+}
+
+/// This host in phased rollouts, as `status` shows it (from the last
+/// channel pointer accepted, without the network).
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutView {
+    /// Its position and where it comes from.
+    #[serde(flatten)]
+    pub position: HostPosition,
+    /// The version of the last pointer accepted, when it signs a rollout.
+    pub version: Option<Version>,
+    /// Where the host stands in that rollout now.
+    pub standing: Option<Standing>,
 }
 
 /// The updater for one host configuration, holding the state lock.
@@ -370,8 +391,27 @@ impl Updater {
         st.last_check = Some(self.clock.now());
         self.state.save_state(&st)?;
         let candidate = c.version().clone();
+        let position = self.position()?;
+        let standing = self.standing(&c, position);
         let (update_available, reason) = match self.admit(&c, &st, &ApplyOptions::default()) {
-            Ok(Admission::Install) => (true, format!("{candidate} can be installed")),
+            Ok(Admission::Install) => match &standing {
+                Some(s) if s.halted.is_some() => (false, rollout::describe(s, &candidate)),
+                Some(s) if !s.eligible => (
+                    true,
+                    format!(
+                        "{candidate} can be installed by hand, ahead of this host's turn ({})",
+                        rollout::describe(s, &candidate)
+                    ),
+                ),
+                Some(s) => (
+                    true,
+                    format!(
+                        "{candidate} can be installed ({})",
+                        rollout::describe(s, &candidate)
+                    ),
+                ),
+                None => (true, format!("{candidate} can be installed")),
+            },
             Ok(Admission::AlreadyInstalled(v)) => (false, format!("{v} is already installed")),
             Err(e) => (false, e.to_string()),
         };
@@ -384,7 +424,22 @@ impl Updater {
             root_version: root.map(|r| r.version()),
             release_keys: c.release_keys(),
             cosign: c.cosign().cloned(),
+            position,
+            rollout: standing,
         })
+    }
+
+    /// This host's rollout position (docs/SPEC.md §9.6).
+    pub fn position(&self) -> Result<HostPosition> {
+        rollout::host_position(&self.cfg, &self.state)
+    }
+
+    /// Where this host stands now in the rollout of the pointer that
+    /// offered `c`, when it signs one.
+    fn standing(&self, c: &Candidate, position: HostPosition) -> Option<Standing> {
+        c.pointer
+            .as_ref()
+            .and_then(|p| rollout::standing(p, position.position, self.clock.now()))
     }
 
     /// The install root and the state directory are ours alone
@@ -425,6 +480,26 @@ impl Updater {
                 self.announcer().failure(Some(c.version().clone()), &e);
                 return Err(e);
             }
+        }
+        // A halted rollout stops `apply` too; one that has not reached
+        // this host yet does not, and says so.
+        match self.standing(&c, self.position()?) {
+            Some(s) if s.halted.is_some() => {
+                let h = s.halted.unwrap_or_else(|| unreachable!("checked"));
+                let e = Error::RolloutHalted {
+                    version: c.version().clone(),
+                    at: h.at,
+                    reason: h.reason,
+                };
+                self.announcer().failure(Some(c.version().clone()), &e);
+                return Err(e);
+            }
+            Some(s) if !s.eligible => self.cx().note(&format!(
+                "installing {} by hand, ahead of this host's turn in the rollout ({})",
+                c.version(),
+                rollout::describe(&s, c.version())
+            )),
+            _ => {}
         }
         self.install(&c, st.current)
     }

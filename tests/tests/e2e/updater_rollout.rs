@@ -1,0 +1,264 @@
+//! Phased rollouts (docs/SPEC.md §9.6) against a real repository: waves
+//! signed into the channel pointer by `charter channel publish --rollout`,
+//! hosts that wait for their turn, `apply` ahead of it, halt, resume and
+//! revert by re-signed pointers, and the host's stable position.
+
+use charter_tests::host::Host;
+
+/// A host at `position` (`"early"`, `"late"` or a number) that installs
+/// everything by itself, with 1.0.0 installed from a pointer without a
+/// plan.
+fn host(position: &str) -> Host {
+    let h = Host::with_config(&rollout_config(position, "automatic = \"all\""));
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    // A pointer without a plan: every host at once, as before rollouts.
+    let a = h.update(&["auto", "--json"]).ok().json();
+    assert_eq!(a["result"], "installed", "{a}");
+    h
+}
+
+fn rollout_config(position: &str, update: &str) -> String {
+    format!(
+        "[service]\nrestart = [\"/bin/true\"]\n[update]\ntimezone = \"UTC\"\n{update}\n\
+         [rollout]\nposition = {position}\n"
+    )
+}
+
+/// Publishes `version` and points the channel at it with `--rollout plan`.
+fn publish_with_plan(h: &Host, version: &str, plan: &str) {
+    h.publish(version, true, "a = 1\n", &[]);
+    h.point_with("stable", version, &["--rollout", plan]).ok();
+}
+
+/// Writes a plan file in the fixture directory; its path for --rollout.
+fn plan_file(h: &Host, name: &str, json: &str) -> String {
+    std::fs::write(h.f.path().join(name), json).unwrap();
+    name.to_owned()
+}
+
+#[track_caller]
+fn auto(h: &Host) -> serde_json::Value {
+    h.update(&["auto", "--json"]).ok().json()
+}
+
+#[test]
+fn late_host_waits_for_its_turn_then_installs_and_apply_may_go_early() {
+    let h = host("\"late\"");
+    // One wave: 100% by 4 s after the start; position 9999 is eligible at
+    // its very end.
+    let plan = plan_file(&h, "plan.json", r#"[{"after": "4s", "percent": 100}]"#);
+    publish_with_plan(&h, "1.1.0", &plan);
+    let p = h.pointer();
+    assert_eq!(p["rollout"]["plan"], "file");
+    assert_eq!(p["rollout"]["waves"][0]["after_secs"], 4);
+    assert_eq!(p["previous"]["version"], "1.0.0");
+
+    let c = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(c["position"]["position"], 9999, "{c}");
+    assert_eq!(c["position"]["source"], "set");
+    assert_eq!(c["rollout"]["wave"], 1);
+    assert_eq!(c["rollout"]["eligible"], false);
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of this host's turn"),
+        "{c}"
+    );
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not this host's turn yet: position 9999, wave 1 of 1"),
+        "{a}"
+    );
+    let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
+    let status = h.update(&["status"]).ok().stdout;
+    assert!(
+        status.contains("rollout:  position 9999, wave 1 of 1, eligible for 1.1.0 from"),
+        "{status}"
+    );
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+
+    // Its turn comes: the timer installs it.
+    let wait = until.duration_since(jiff::Timestamp::now()).as_secs_f64() + 0.5;
+    if wait > 0.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+    }
+    let a = auto(&h);
+    assert_eq!(a["result"], "installed", "{a}");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+
+    // The default plan puts position 9999 in its last wave, days away;
+    // an operator's `apply` installs it now and says so.
+    publish_with_plan(&h, "1.2.0", "default");
+    assert_eq!(auto(&h)["result"], "deferred");
+    let out = h.update(&["apply"]).ok();
+    assert!(
+        out.stderr
+            .contains("installing 1.2.0 by hand, ahead of this host's turn in the rollout (position 9999, wave 7 of 7"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(h.current().as_deref(), Some("1.2.0"));
+}
+
+#[test]
+fn halt_stops_hosts_that_have_not_installed_and_resume_lets_them_go_on() {
+    let h = host("\"early\"");
+    publish_with_plan(&h, "1.1.0", "fast");
+    // Seen once, so that the halt has to get past a cached pointer.
+    let c = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(c["rollout"]["eligible"], true, "{c}");
+    h.channel("halt", &["--reason", "crash reports"]).ok();
+    let p = h.pointer();
+    assert_eq!(p["rollout"]["halted"]["reason"], "crash reports");
+
+    let c = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(c["not_modified"], false, "the halt is a new pointer: {c}");
+    assert_eq!(c["update_available"], false, "{c}");
+    assert!(c["rollout"]["halted"].is_object(), "{c}");
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    let reason = a["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the rollout of 1.1.0 is halted") && reason.contains("crash reports"),
+        "{reason}"
+    );
+    assert!(a["until"].is_null(), "{a}");
+    h.update(&["apply"])
+        .fails_with("the rollout of 1.1.0 is halted (since ");
+    h.update(&["apply"])
+        .fails_with("crash reports); `apply --version 1.1.0` installs it anyway");
+    // Halting twice says it is halted already; nothing is written.
+    let before = std::fs::read(h.repo.join("channels/panel/stable.json")).unwrap();
+    h.channel("halt", &[]).fails_with("is halted already");
+    assert_eq!(
+        before,
+        std::fs::read(h.repo.join("channels/panel/stable.json")).unwrap()
+    );
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+
+    // Resumed: the plan goes on where it stopped, and the early host,
+    // eligible from the start, installs.
+    let start = p["rollout"]["start"].as_str().unwrap().to_owned();
+    h.channel("resume", &[]).ok();
+    let r = h.pointer();
+    assert!(r["rollout"]["halted"].is_null(), "{r}");
+    assert!(
+        r["rollout"]["start"].as_str().unwrap() > start.as_str(),
+        "{r}"
+    );
+    assert_eq!(auto(&h)["result"], "installed");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+    h.channel("resume", &[]).fails_with("is not halted");
+}
+
+#[test]
+fn halt_with_revert_sends_hosts_of_the_halted_version_back_at_once() {
+    // Security fixes only and a day of soak time: neither holds a revert.
+    let h = Host::with_config(&rollout_config(
+        "\"early\"",
+        "automatic = \"security\"\nmin_age = \"1d\"",
+    ));
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    publish_with_plan(&h, "1.1.0", "all-at-once");
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+
+    h.channel("halt", &["--revert", "--reason", "data loss"])
+        .ok();
+    let p = h.pointer();
+    assert_eq!(p["version"], "1.0.0");
+    assert_eq!(p["allow_downgrade"], true);
+    assert_eq!(p["reverted"]["version"], "1.1.0");
+    assert_eq!(p["reverted"]["reason"], "data loss");
+    assert!(p.get("rollout").is_none(), "{p}");
+    let a = auto(&h);
+    assert_eq!(a["result"], "installed", "{a}");
+    assert_eq!(h.current().as_deref(), Some("1.0.0"));
+    // Nothing left to revert to.
+    h.channel("halt", &["--revert"])
+        .fails_with("records no previous release to revert to");
+}
+
+#[test]
+fn a_later_slower_plan_never_moves_an_installed_host_back() {
+    let h = host("3000");
+    publish_with_plan(&h, "1.1.0", "all-at-once");
+    assert_eq!(auto(&h)["result"], "installed");
+    let start = h.pointer()["rollout"]["start"].clone();
+    // The same version again, with the default plan: position 3000 is
+    // days away in it, and the rollout keeps its start.
+    h.point_with("stable", "1.1.0", &["--rollout", "default"])
+        .ok();
+    let p = h.pointer();
+    assert_eq!(p["rollout"]["plan"], "default");
+    assert_eq!(p["rollout"]["start"], start);
+    let c = h.update(&["check", "--json"]).ok().json();
+    assert_eq!(c["rollout"]["eligible"], false, "{c}");
+    let a = auto(&h);
+    assert_eq!(a["result"], "up-to-date", "{a}");
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+}
+
+#[test]
+fn position_is_derived_from_the_machine_id_per_product_and_kept_without_one() {
+    let h = Host::new();
+    let id = "0123456789abcdef0123456789abcdef";
+    let mid = h.root.join("etc/machine-id");
+    std::fs::write(&mid, format!("{id}\n")).unwrap();
+    let cfg = format!("[rollout]\nmachine_id = \"{}\"\n", mid.display());
+    h.write_config(&h.server.url(), &cfg);
+    let s = h.update(&["status", "--json"]).ok().json();
+    assert_eq!(s["rollout"]["source"], "machine-id", "{s}");
+    assert_eq!(
+        s["rollout"]["position"],
+        charter_release::rollout::position("panel", id.as_bytes()),
+        "{s}"
+    );
+    // Without a machine id: a random id in the state directory, the same
+    // on every run.
+    std::fs::remove_file(&mid).unwrap();
+    let a = h.update(&["status", "--json"]).ok().json();
+    let b = h.update(&["status", "--json"]).ok().json();
+    assert_eq!(a["rollout"]["source"], "state");
+    assert_eq!(a["rollout"]["position"], b["rollout"]["position"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(h.root.join("state/rollout-id"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn bad_plans_are_refused_naming_what_is_wrong_and_nothing_is_written() {
+    let h = Host::new();
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    let before = std::fs::read(h.repo.join("channels/panel/stable.json")).unwrap();
+    h.point_with("stable", "1.0.0", &["--rollout", "sometimes"])
+        .fails_with("--rollout `sometimes` is neither a preset (default, fast, all-at-once) nor a plan file");
+    let plan = plan_file(
+        &h,
+        "bad.json",
+        r#"[{"after": "1h", "percent": 50}, {"after": "30m", "percent": 100}]"#,
+    );
+    h.point_with("stable", "1.0.0", &["--rollout", &plan])
+        .fails_with("bad.json: invalid rollout plan: wave 2: after 1800 s is not later than wave 1's 3600 s");
+    let plan = plan_file(&h, "short.json", r#"[{"after": "1h", "percent": 50}]"#);
+    h.point_with("stable", "1.0.0", &["--rollout", &plan])
+        .fails_with("the last wave must reach 100%");
+    h.channel("resume", &[]).fails_with("is not halted");
+    assert_eq!(
+        before,
+        std::fs::read(h.repo.join("channels/panel/stable.json")).unwrap()
+    );
+    // A bad [rollout] table is refused by the host, naming the field.
+    h.write_config(&h.server.url(), "[rollout]\nposition = 10000\n");
+    h.update(&["status"])
+        .fails_with("rollout.position 10000 is not \"early\", \"late\" or a number 0 to 9999");
+}
