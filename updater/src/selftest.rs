@@ -118,6 +118,26 @@ pub fn run(path: &Path, clock: Box<dyn charter_keys::Clock>) -> Report {
             })
             .map_err(|e| e.to_string()),
     );
+    // 4c. The operator's hold and this host's rollout position (shown,
+    //     never a failure).
+    if let Ok(s) = updater.status() {
+        let now = updater.now();
+        r.push(
+            "hold",
+            Ok(s.state
+                .hold
+                .map_or("none: automatic installs as [update] says".into(), |h| {
+                    h.describe(now)
+                })),
+        );
+        r.push(
+            "rollout position",
+            Ok(format!(
+                "{} ({})",
+                s.rollout.position.position, s.rollout.position.source
+            )),
+        );
+    }
     // 5. The shipped trust root and the one in force (kept after
     //    rotations), offline. Plain artifacts have none.
     let limits = charter_keys::Limits::default();

@@ -262,3 +262,69 @@ fn bad_plans_are_refused_naming_what_is_wrong_and_nothing_is_written() {
     h.update(&["status"])
         .fails_with("rollout.position 10000 is not \"early\", \"late\" or a number 0 to 9999");
 }
+
+#[test]
+fn operator_hold_stops_auto_until_it_expires_or_is_cleared_and_apply_still_installs() {
+    let h = host("\"early\"");
+    h.publish("1.1.0", true, "a = 1\n", &[]);
+    let out = h
+        .update(&["hold", "--until", "2h", "--reason", "quarter-end"])
+        .ok();
+    assert!(
+        out.stdout.contains("held by the operator until")
+            && out
+                .stdout
+                .contains(": quarter-end; `charter-update apply` still installs by hand"),
+        "{}",
+        out.stdout
+    );
+    let s = h.status();
+    assert_eq!(s["hold"]["reason"], "quarter-end", "{s}");
+    let a = auto(&h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("held by the operator until"),
+        "{a}"
+    );
+    assert_eq!(a["until"], s["hold"]["until"]);
+    let text = h.update(&["status"]).ok().stdout;
+    assert!(
+        text.contains("hold:     held by the operator until"),
+        "{text}"
+    );
+    let test = h.update(&["config", "test"]).stdout;
+    assert!(
+        test.contains("hold") && test.contains("quarter-end"),
+        "{test}"
+    );
+    // By hand, the operator installs anyway.
+    h.update(&["apply"]).ok();
+    assert_eq!(h.current().as_deref(), Some("1.1.0"));
+
+    // A hold ends by itself, offline.
+    h.publish("1.2.0", true, "a = 1\n", &[]);
+    h.update(&["hold", "--until", "2s"]).ok();
+    assert_eq!(auto(&h)["result"], "deferred");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(auto(&h)["result"], "installed");
+    assert_eq!(h.current().as_deref(), Some("1.2.0"));
+
+    // And is lifted by --clear.
+    h.publish("1.3.0", true, "a = 1\n", &[]);
+    h.update(&["hold", "--until", "1d"]).ok();
+    assert_eq!(auto(&h)["result"], "deferred");
+    let out = h.update(&["hold", "--clear"]).ok();
+    assert!(out.stdout.contains("hold cleared"), "{}", out.stdout);
+    assert!(h.status()["hold"].is_null());
+    assert_eq!(auto(&h)["result"], "installed");
+
+    // A time in the past is refused, and nothing is written.
+    h.update(&["hold", "--until", "2020-01-01T00:00:00Z"])
+        .fails_with("hold: --until 2020-01-01T00:00:00Z is not in the future");
+    assert!(h.status()["hold"].is_null());
+    h.update(&["hold", "--until", "soon"])
+        .fails_with("--until `soon` is neither an RFC 3339 time nor a duration");
+}

@@ -19,6 +19,7 @@ mod check;
 mod config;
 mod door;
 mod history;
+mod hold;
 mod rollback;
 mod sbom;
 mod serve_door;
@@ -36,6 +37,9 @@ pub enum Cmd {
     /// lets the host do so by itself now (automatic, windows, min_age),
     /// else say why not and when it could.
     Auto(auto::Args),
+    /// Hold automatic installs until a time (`--until`), or lift the hold
+    /// (`--clear`); `apply` by hand still installs.
+    Hold(hold::Args),
     /// Return to the previous release (marks the current one bad).
     Rollback(rollback::Args),
     /// Installed, previous and bad versions, ratchet, pending transaction.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Apply(a) => a.run(&ctx, ctx.open()?),
         Cmd::Auto(a) => a.run(&ctx, ctx.open()?),
         Cmd::Rollback(a) => a.run(&ctx, ctx.open()?),
+        Cmd::Hold(a) => a.run(&ctx, ctx.open()?),
         Cmd::Status(a) => a.run(&ctx, ctx.open()?),
         Cmd::History(a) => a.run(&ctx, ctx.open()?),
         Cmd::Verify(a) => a.run(&ctx, ctx.open()?),

@@ -35,6 +35,9 @@ impl Args {
             outln!("releases: {}", s.releases_from);
             outln!("requires: {}", s.signature_policy);
             outln!("auto:     {}", s.automatic);
+            if let Some(h) = &s.state.hold {
+                outln!("hold:     {}", h.describe(jiff::Timestamp::now()));
+            }
             let r = &s.rollout;
             match (&r.standing, &r.version) {
                 (Some(st), Some(v)) => outln!(

@@ -67,6 +67,48 @@ pub struct HostState {
     /// otherwise restart it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered: Option<Offered>,
+    /// The operator's hold on automatic installs (`charter-update hold`),
+    /// kept after it expires until cleared or replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// An operator's hold: no automatic install before `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// When the hold ends by itself.
+    pub until: Timestamp,
+    /// Why (shown by `status`, `auto` and the agent's API).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When it was set.
+    pub since: Timestamp,
+}
+
+impl Hold {
+    /// Longest hold: a year.
+    pub const MAX_SECS: i64 = 366 * 86_400;
+    /// Longest reason.
+    pub const MAX_REASON_BYTES: usize = 1024;
+
+    /// Whether it holds at `now`.
+    pub fn active(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
+
+    /// One line: "held until T (reason)".
+    pub fn describe(&self, now: Timestamp) -> String {
+        let why = if self.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.reason)
+        };
+        if self.active(now) {
+            format!("held by the operator until {}{why}", self.until)
+        } else {
+            format!("a hold until {} has expired{why}", self.until)
+        }
+    }
 }
 
 pub use crate::error::BadCause;

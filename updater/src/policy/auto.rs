@@ -18,6 +18,7 @@ use super::rollout::describe;
 use crate::config::auto::AutoPolicy;
 /// Re-exported for the transaction, which names the mode from here.
 use crate::config::auto::Automatic;
+use crate::host::state::Hold;
 
 /// What `auto` knows of the candidate when it decides.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Offer {
     /// channel halt --revert`): neither `min_age` nor the security filter
     /// hold a revert back.
     pub revert: bool,
+    /// The operator's hold, when one is set (it may have expired).
+    pub hold: Option<Hold>,
 }
 
 /// The decision.
@@ -52,24 +55,25 @@ pub enum Decision {
     },
 }
 
-/// Decides, in this order: the `automatic` mode, the security flag, the
-/// rollout (halted, or not this host's turn yet), `min_age`, the windows.
+/// Decides, in this order: the `automatic` mode, the operator's hold, the
+/// security flag, the rollout (halted, or not this host's turn yet),
+/// `min_age`, the windows.
 pub fn decide(p: &AutoPolicy, offer: &Offer, now: Timestamp) -> Decision {
     let defer = |reason: String, until| Decision::Defer { reason, until };
-    match p.automatic {
-        Automatic::Check => {
-            return defer(
-                "update.automatic = \"check\": the host installs nothing by itself".into(),
-                None,
-            );
-        }
-        Automatic::Security if !offer.security_fix && !offer.revert => {
-            return defer(
-                "update.automatic = \"security\" and this is not a signed security fix".into(),
-                None,
-            );
-        }
-        _ => {}
+    if p.automatic == Automatic::Check {
+        return defer(
+            "update.automatic = \"check\": the host installs nothing by itself".into(),
+            None,
+        );
+    }
+    if let Some(h) = offer.hold.as_ref().filter(|h| h.active(now)) {
+        return defer(h.describe(now), Some(h.until));
+    }
+    if p.automatic == Automatic::Security && !offer.security_fix && !offer.revert {
+        return defer(
+            "update.automatic = \"security\" and this is not a signed security fix".into(),
+            None,
+        );
     }
     if let Some(s) = &offer.rollout {
         if s.halted.is_some() {
@@ -141,6 +145,7 @@ mod tests {
             out_since: utc(out_since),
             rollout: None,
             revert: false,
+            hold: None,
         };
         let old = offer(false, "2026-11-01T00:00:00Z");
         let d = decide(&policy(Automatic::Check, &[], None), &old, now);
@@ -210,6 +215,7 @@ mod tests {
             out_since: utc("2026-11-22T02:30:00Z"),
             rollout: Some(plan.standing(position, now)),
             revert: false,
+            hold: None,
         };
         let all = policy(Automatic::All, &[], None);
         // 30 minutes in, half of the first 5% may go: position 100 may.
@@ -251,6 +257,28 @@ mod tests {
             decide(&policy(Automatic::Security, &[], Some("2d")), &revert, now),
             Decision::Install
         );
+        // Nor while the operator holds the host; an expired hold is gone.
+        let hold = |until: &str| Hold {
+            until: utc(until),
+            reason: "quarter-end".into(),
+            since: utc("2026-11-20T00:00:00Z"),
+        };
+        let held = Offer {
+            hold: Some(hold("2026-11-23T00:00:00Z")),
+            ..revert.clone()
+        };
+        assert_eq!(
+            decide(&all, &held, now),
+            Decision::Defer {
+                reason: "held by the operator until 2026-11-23T00:00:00Z: quarter-end".into(),
+                until: Some(utc("2026-11-23T00:00:00Z")),
+            }
+        );
+        let expired = Offer {
+            hold: Some(hold("2026-11-22T02:00:00Z")),
+            ..revert.clone()
+        };
+        assert_eq!(decide(&all, &expired, now), Decision::Install);
         // ... but not under "check".
         assert!(matches!(
             decide(&policy(Automatic::Check, &[], None), &revert, now),

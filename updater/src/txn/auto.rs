@@ -90,6 +90,7 @@ pub(super) fn auto(u: &Updater) -> Result<ApplyOutcome> {
                 out_since: published.max(m.released_at),
                 rollout,
                 revert,
+                hold: st.hold.clone(),
             }
         }
         Release::Plain(p) => auto::Offer {
@@ -98,6 +99,7 @@ pub(super) fn auto(u: &Updater) -> Result<ApplyOutcome> {
             out_since: p.released_at().unwrap_or(first_seen),
             rollout: None,
             revert: false,
+            hold: st.hold.clone(),
         },
     };
     match auto::decide(&policy, &offer, u.clock.now()) {

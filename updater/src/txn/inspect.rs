@@ -7,7 +7,7 @@ use semver::Version;
 
 use super::{BackupReport, RolloutView, Status, Updater};
 use crate::Result;
-use crate::host::state::HistoryEntry;
+use crate::host::state::{HistoryEntry, Hold};
 use crate::policy::rollout;
 use charter_release::channel::ChannelPointer;
 
@@ -72,6 +72,48 @@ impl Updater {
             version: pointer.map(|p| p.version),
             standing,
         })
+    }
+
+    /// `hold --until`: no automatic install before `until` (docs/SPEC.md
+    /// §11.12). Replaces a hold already set.
+    pub fn hold(&self, until: jiff::Timestamp, reason: &str) -> Result<Hold> {
+        let now = self.clock.now();
+        let bad = |reason: String| ReleaseError::InvalidInput {
+            what: "hold",
+            reason,
+        };
+        if until <= now {
+            return Err(bad(format!("--until {until} is not in the future")).into());
+        }
+        if until.duration_since(now).as_secs() > Hold::MAX_SECS {
+            return Err(bad(format!("--until {until} is more than a year away")).into());
+        }
+        if reason.len() > Hold::MAX_REASON_BYTES || reason.contains(['\n', '\r']) {
+            return Err(bad(format!(
+                "--reason must be one line of at most {} bytes",
+                Hold::MAX_REASON_BYTES
+            ))
+            .into());
+        }
+        let hold = Hold {
+            until,
+            reason: reason.to_owned(),
+            since: now,
+        };
+        let mut st = self.state.state()?;
+        st.hold = Some(hold.clone());
+        self.state.save_state(&st)?;
+        Ok(hold)
+    }
+
+    /// `hold --clear`: the hold that was set, if any.
+    pub fn clear_hold(&self) -> Result<Option<Hold>> {
+        let mut st = self.state.state()?;
+        let old = st.hold.take();
+        if old.is_some() {
+            self.state.save_state(&st)?;
+        }
+        Ok(old)
     }
 
     /// `history`.
