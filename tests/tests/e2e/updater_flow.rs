@@ -355,6 +355,8 @@ fn config_test_reports_each_check() {
             "signature policy",
             "state",
             "paths",
+            "hold",
+            "rollout position",
             "trust root",
             "repository",
             "auto"
