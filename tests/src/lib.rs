@@ -5,6 +5,7 @@
 
 pub mod hook;
 pub mod host;
+pub mod nginx;
 pub mod server;
 pub mod sigstore;
 use std::collections::BTreeMap;

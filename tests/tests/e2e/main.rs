@@ -19,3 +19,4 @@ mod updater_network;
 mod updater_notify;
 mod updater_plain;
 mod updater_rollout;
+mod updater_servers;

@@ -7,6 +7,8 @@
 //! history.jsonl         one JSON line per finished transaction
 //! root.json             the newest trust root accepted
 //! channel.json          last verified channel pointer + its HTTP validator
+//! channel.manifest.json the manifest that pointer pins (bytes as fetched)
+//! channel.manifest.bundle.json  its cosign bundle, when one was fetched
 //! manifests/<v>.json    signed manifest of each installed release
 //! ```
 //!
@@ -26,6 +28,11 @@ use crate::{Error, Result};
 
 /// Suffix of a stored plain-release record in `state/manifests/`.
 pub const PLAIN_RECORD_SUFFIX: &str = ".plain.json";
+
+/// The manifest the channel pointer pins, kept from the last fetch.
+const PINNED_MANIFEST: &str = "channel.manifest.json";
+/// Its cosign bundle, when one was fetched with it.
+const PINNED_BUNDLE: &str = "channel.manifest.bundle.json";
 
 /// Largest state file read (they are small; this only bounds damage).
 const MAX_STATE_BYTES: u64 = 16 << 20;
@@ -459,6 +466,39 @@ impl StateDir {
     /// Replaces the cached channel pointer.
     pub fn save_channel_cache(&self, c: &ChannelCache) -> Result<()> {
         self.write_json("channel.json", c)
+    }
+
+    /// The manifest envelope kept from the last fetch through the
+    /// channel pointer, and its cosign bundle when one came with it; `None`
+    /// when there is none or it is longer than `size` (the pointer's pin).
+    /// A cache only: the caller checks the pin's digest and verifies the
+    /// signatures again on every use, and fetches anew on any doubt.
+    pub fn pinned_manifest(&self, size: u64) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let read = |name: &str, max: u64| {
+            charter_keys::fsutil::read_capped(&self.dir.join(name), max, "a cached manifest").ok()
+        };
+        let envelope = read(PINNED_MANIFEST, size)?;
+        let bundle = read(PINNED_BUNDLE, charter_keys::sigstore::MAX_BUNDLE_BYTES);
+        Some((envelope, bundle))
+    }
+
+    /// Keeps the manifest (and bundle) just fetched and verified through
+    /// the channel pointer, so that an unchanged pointer needs no download.
+    pub fn save_pinned_manifest(&self, envelope: &[u8], bundle: Option<&[u8]>) -> Result<()> {
+        // A crash between the two writes may leave a bundle beside a
+        // manifest it does not sign: that pair fails to verify, and the
+        // caller then fetches both anew.
+        let bundle_path = self.dir.join(PINNED_BUNDLE);
+        match bundle {
+            Some(b) => charter_keys::fsutil::write_atomic(&bundle_path, b, 0o644)?,
+            None => match std::fs::remove_file(&bundle_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", bundle_path, e)),
+            },
+        }
+        charter_keys::fsutil::write_atomic(&self.dir.join(PINNED_MANIFEST), envelope, 0o644)?;
+        Ok(())
     }
 
     /// Path of the stored manifest of an installed version.

@@ -238,6 +238,40 @@ impl Fetcher {
         }
     }
 
+    /// Whether a document exists, asked as cheaply as HTTP allows: a
+    /// `HEAD` (a few hundred bytes on the wire when it is missing, no
+    /// body), falling back to a capped `GET` on a server that does not
+    /// answer `HEAD` (405, 501). Only the answer's status is used; what a
+    /// document says is always read with [`Fetcher::get`].
+    pub fn exists(&self, rel: &str, max: u64) -> Result<bool> {
+        let url = self.url_of(rel);
+        match &self.base {
+            Base::File(root) => Ok(root.join(rel).is_file()),
+            Base::Http { agent, .. } => {
+                let status = self.retrying(|| {
+                    let mut req = agent.head(&url);
+                    if let Some(a) = self.auth() {
+                        req = req.header("Authorization", a);
+                    }
+                    let resp = req.call().map_err(|e| http_error(&url, e))?;
+                    match resp.status().as_u16() {
+                        s @ (200 | 404 | 410 | 405 | 501) => Ok(s),
+                        // Retried when transient (5xx, 408, 429).
+                        status => Err(Error::HttpStatus {
+                            url: url.clone(),
+                            status,
+                        }),
+                    }
+                })?;
+                match status {
+                    200 => Ok(true),
+                    404 | 410 => Ok(false),
+                    _ => Ok(self.get_optional(rel, max)?.is_some()),
+                }
+            }
+        }
+    }
+
     /// GETs a small document, answering `None` when it does not exist
     /// (the next root in a rotation chain).
     pub fn get_optional(&self, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {

@@ -2,7 +2,9 @@
 //! channel pointer pins (or `--version` names), verified under the
 //! signature policy, for this product and version.
 
+use charter_keys::root::VerifiedRoot;
 use charter_release::Error as ReleaseError;
+use charter_release::digest::Sha256Digest;
 use charter_release::manifest::VerifiedManifest;
 use charter_release::signatures::BUNDLE_SUFFIX;
 
@@ -31,51 +33,49 @@ pub(super) fn candidate(src: &Source<'_>, target: &Target) -> Result<Offered> {
             false,
         ),
     };
-    let max = match pin {
-        Some((_, size)) => size,
-        None => src.limits.envelope.max_envelope_bytes,
-    };
-    let envelope = src.body(&manifest_rel, max)?;
-    // 3. The pointer pins the manifest bytes (mix-and-match).
-    if let Some((sha, size)) = pin {
-        use sha2::Digest as _;
-        let got = charter_release::digest::Sha256Digest(sha2::Sha256::digest(&envelope).into());
-        if envelope.len() as u64 != size {
-            return Err(ReleaseError::SizeMismatch {
-                what: format!("manifest {manifest_rel} (channel pointer)"),
-                expected: size,
-                found: envelope.len() as u64,
+    // 3-4. The manifest the pointer pins, from the copy kept at the last
+    //      check when its bytes still match the pin (an unchanged pointer
+    //      then costs no download), else fetched; verified either way.
+    let kept = pin.and_then(|(sha, size)| {
+        src.state
+            .pinned_manifest(size)
+            .filter(|(e, _)| pinned(&manifest_rel, e, sha, size).is_ok())
+    });
+    let from_kept = kept.and_then(|(envelope, bundle)| {
+        let m = verify(src, &root, &envelope, bundle.as_deref()).ok()?;
+        Some((m, envelope))
+    });
+    let (manifest, envelope) = match from_kept {
+        Some(found) => found,
+        None => {
+            let max = match pin {
+                Some((_, size)) => size,
+                None => src.limits.envelope.max_envelope_bytes,
+            };
+            let envelope = src.body(&manifest_rel, max)?;
+            // 3. The pointer pins the manifest bytes (mix-and-match).
+            if let Some((sha, size)) = pin {
+                pinned(&manifest_rel, &envelope, sha, size)?;
             }
-            .into());
-        }
-        if got != sha {
-            return Err(ReleaseError::DigestMismatch {
-                what: format!("manifest {manifest_rel} (channel pointer)"),
-                expected: sha.to_string(),
-                found: got.to_string(),
+            // 4. The manifest's own signatures (as the signature policy
+            //    says: release keys, the cosign bundle beside it, or both),
+            //    validity and expiry.
+            let bundle = if src.signatures.wants_bundle() {
+                src.optional_body(
+                    &format!("{manifest_rel}{BUNDLE_SUFFIX}"),
+                    charter_keys::sigstore::MAX_BUNDLE_BYTES,
+                )?
+            } else {
+                None
+            };
+            let manifest = verify(src, &root, &envelope, bundle.as_deref())?;
+            if pin.is_some() {
+                src.state
+                    .save_pinned_manifest(&envelope, bundle.as_deref())?;
             }
-            .into());
+            (manifest, envelope)
         }
-    }
-    // 4. The manifest's own signatures (as the signature policy says:
-    //    release keys, the cosign bundle beside it, or both), validity and
-    //    expiry.
-    let bundle = if src.signatures.wants_bundle() {
-        src.optional_body(
-            &format!("{manifest_rel}{BUNDLE_SUFFIX}"),
-            charter_keys::sigstore::MAX_BUNDLE_BYTES,
-        )?
-    } else {
-        None
     };
-    let manifest = VerifiedManifest::verify_with_policy(
-        &envelope,
-        &root,
-        src.clock,
-        src.limits,
-        src.signatures,
-        bundle.as_deref(),
-    )?;
     let m = manifest.manifest();
     // 5. It is the product (and version) the host and pointer expect.
     if &m.product != product {
@@ -112,4 +112,45 @@ pub(super) fn candidate(src: &Source<'_>, target: &Target) -> Result<Offered> {
         not_modified,
         root: Some(root),
     })
+}
+
+/// The manifest's bytes are the ones the channel pointer pins.
+fn pinned(rel: &str, envelope: &[u8], sha: Sha256Digest, size: u64) -> Result<()> {
+    use sha2::Digest as _;
+    if envelope.len() as u64 != size {
+        return Err(ReleaseError::SizeMismatch {
+            what: format!("manifest {rel} (channel pointer)"),
+            expected: size,
+            found: envelope.len() as u64,
+        }
+        .into());
+    }
+    let got = Sha256Digest(sha2::Sha256::digest(envelope).into());
+    if got != sha {
+        return Err(ReleaseError::DigestMismatch {
+            what: format!("manifest {rel} (channel pointer)"),
+            expected: sha.to_string(),
+            found: got.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The manifest's signatures under the signature policy, its validity
+/// and expiry.
+fn verify(
+    src: &Source<'_>,
+    root: &VerifiedRoot,
+    envelope: &[u8],
+    bundle: Option<&[u8]>,
+) -> Result<VerifiedManifest> {
+    Ok(VerifiedManifest::verify_with_policy(
+        envelope,
+        root,
+        src.clock,
+        src.limits,
+        src.signatures,
+        bundle,
+    )?)
 }

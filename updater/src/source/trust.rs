@@ -25,8 +25,20 @@ pub(crate) fn trusted_root(src: &Source<'_>) -> Result<VerifiedRoot> {
     let before = start.version();
     let (root, rotations) = start.update_chain(
         |v| {
+            // The probe for the next root runs on every check (TUF's rule:
+            // a host learns of a new root even when the channel key is
+            // lost), so it is a HEAD; the root itself is then fetched.
+            let rel = format!("{v}.root.json");
+            let max = env_limits.max_envelope_bytes;
             src.fetcher
-                .get_optional(&format!("{v}.root.json"), env_limits.max_envelope_bytes)
+                .exists(&rel, max)
+                .and_then(|found| {
+                    if found {
+                        src.fetcher.get_optional(&rel, max)
+                    } else {
+                        Ok(None)
+                    }
+                })
                 .map_err(|e| charter_keys::Error::Malformed {
                     what: "root chain",
                     reason: e.to_string(),
