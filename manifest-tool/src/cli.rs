@@ -39,6 +39,9 @@ pub enum Command {
     /// Lay out and check a static release repository.
     #[command(subcommand)]
     Repo(RepoCmd),
+    /// Follow a channel's phased rollout.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
     /// Issue licenses and status documents; inspect them.
     #[command(subcommand)]
     License(LicenseCmd),
@@ -386,6 +389,28 @@ pub enum ChannelCmd {
         key: PathBuf,
         /// The pointer file.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// The channel's rollout as its signed pointer says: the plan, each
+    /// wave's end, the wave in progress and the share of hosts eligible now
+    /// (or at --at), a halt or revert.
+    Status {
+        /// Repository directory.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Product name.
+        #[arg(long)]
+        product: String,
+        /// Channel name.
+        #[arg(long)]
+        channel: String,
+        /// Where the rollout stands at this time instead of now: a duration
+        /// from now (`1d`) or an RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
 }
 

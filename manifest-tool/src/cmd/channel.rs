@@ -268,7 +268,11 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
 /// The pointer now in the repository (none when there is none yet), its
 /// signatures checked against the repository's current root. Its expiry
 /// is not checked: an expired pointer may be re-signed.
-fn existing(repo: &Path, product: &str, channel: &str) -> Result<Option<ChannelPointer>> {
+pub(super) fn existing(
+    repo: &Path,
+    product: &str,
+    channel: &str,
+) -> Result<Option<ChannelPointer>> {
     let path = repo.join(ChannelPointer::repo_path(product, channel));
     if !path.exists() {
         return Ok(None);

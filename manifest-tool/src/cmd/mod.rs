@@ -11,6 +11,7 @@ mod key;
 mod license;
 mod manifest;
 mod repo;
+mod rollout;
 mod root;
 mod secrets;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Manifest(c) => manifest::run(&ctx, c),
         Command::Channel(c) => channel::run(&ctx, c),
         Command::Repo(c) => repo::run(&ctx, c),
+        Command::Rollout(c) => rollout::run(&ctx, c),
         Command::License(c) => license::run(&ctx, c),
         Command::Secrets(c) => secrets::run(&ctx, c),
         Command::HashTree(a) => manifest::hash_tree(&ctx, a),

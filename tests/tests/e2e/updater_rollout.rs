@@ -328,3 +328,101 @@ fn operator_hold_stops_auto_until_it_expires_or_is_cleared_and_apply_still_insta
     h.update(&["hold", "--until", "soon"])
         .fails_with("--until `soon` is neither an RFC 3339 time nor a duration");
 }
+
+/// `charter rollout status` reads the signed pointer: the plan, each
+/// wave's end and state, the wave in progress and the share eligible now
+/// or at `--at`; a halt freezes it.
+#[test]
+fn rollout_status_shows_the_plan_where_it_stands_and_a_halt() {
+    let h = host("\"late\"");
+    let plan = plan_file(
+        &h,
+        "plan.json",
+        r#"[{"after": "1h", "percent": 10}, {"after": "2h", "percent": 100}]"#,
+    );
+    publish_with_plan(&h, "1.1.0", &plan);
+    let status = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "rollout",
+            "status",
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            "stable",
+        ];
+        args.extend_from_slice(extra);
+        h.f.charter(&args).ok().json()
+    };
+    let start: jiff::Timestamp = h.pointer()["rollout"]["start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let after = |mins: i64| (start + jiff::SignedDuration::from_mins(mins)).to_string();
+    let s = status(&["--at", &after(90)]);
+    assert_eq!(s["version"], "1.1.0", "{s}");
+    assert_eq!(s["previous"], "1.0.0");
+    let r = &s["rollout"];
+    assert_eq!(r["plan"], "file");
+    assert_eq!(r["wave"], 2, "{s}");
+    assert_eq!(r["waves"][0]["state"], "done");
+    assert_eq!(r["waves"][1]["state"], "in progress");
+    assert_eq!(r["eligible_percent"], 55.0, "{s}");
+    assert_eq!(r["eligible_below_position"], 5500);
+    let s = status(&["--at", &after(180)]);
+    assert_eq!(s["rollout"]["eligible_percent"], 100.0, "{s}");
+    assert_eq!(s["rollout"]["waves"][1]["state"], "done");
+
+    h.channel("halt", &["--reason", "crash reports"]).ok();
+    let s = status(&["--at", &after(90)]);
+    assert_eq!(s["rollout"]["halted"]["reason"], "crash reports", "{s}");
+    assert_eq!(
+        s["rollout"]["wave"], 1,
+        "frozen at the halt, just after the start: {s}"
+    );
+    let text =
+        h.f.charter(&[
+            "rollout",
+            "status",
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            "stable",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("HALTED at ") && text.contains("(crash reports)"),
+        "{text}"
+    );
+    assert!(text.contains("  wave 2: 100% by "), "{text}");
+    h.f.charter(&[
+        "rollout",
+        "status",
+        "--repo",
+        "repo",
+        "--product",
+        "panel",
+        "--channel",
+        "beta",
+    ])
+    .fails_with("has no pointer for panel/beta");
+    h.f.charter(&[
+        "rollout",
+        "status",
+        "--repo",
+        "repo",
+        "--product",
+        "panel",
+        "--channel",
+        "stable",
+        "--at",
+        "soon",
+    ])
+    .fails_with("--at `soon` is neither a duration (1d) nor an RFC 3339 time");
+}
