@@ -411,7 +411,66 @@ pub enum RolloutCmd {
         /// from now (`1d`) or an RFC 3339 time.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Also count the hosts' reports per wave (with --secret).
+        #[command(flatten)]
+        reports: ReportsArgs,
     },
+    /// Count the hosts' reports of the channel's version per wave, and halt
+    /// the rollout (re-signing its pointer) when the failure ratio of a
+    /// wave passes --max-failure-ratio with at least --min-reports reports.
+    Watch {
+        #[command(flatten)]
+        at: PointerAt,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Halt above this share of failed reports in a wave (0 to 1).
+        #[arg(long, value_name = "R")]
+        max_failure_ratio: f64,
+        /// ... once the wave has at least this many reports.
+        #[arg(long, value_name = "N")]
+        min_reports: u32,
+        /// Run again after this long (`10m`), until interrupted or halted;
+        /// without it, one pass (for cron or CI).
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
+    },
+    /// Generate the vendor's report secret (32 random bytes, hex, mode
+    /// 0600): the key of every license's report key.
+    Secret {
+        /// Where to write it (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write a license's report key file (for `[rollout] report_key` on the
+    /// customer's hosts; mode 0600).
+    ReportKey {
+        /// The report secret (`charter rollout secret`).
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+        /// The license the key signs reports for.
+        #[arg(long)]
+        license_id: String,
+        /// Where to write it (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Where hosts' rollout reports are collected, and the secret to check
+/// them with.
+#[derive(Debug, clap::Args)]
+pub struct ReportsArgs {
+    /// A directory of JSON-lines files (every regular file in it is read)
+    /// or an http(s) URL serving JSON lines.
+    #[arg(long, value_name = "DIR|URL", requires = "secret")]
+    pub reports: Option<String>,
+    /// The report secret (`charter rollout secret`).
+    #[arg(long, value_name = "FILE")]
+    pub secret: Option<PathBuf>,
+    /// Count at most this many hosts of one license (a license's holder
+    /// can sign reports for made-up hosts of that license).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_hosts_per_license: u32,
 }
 
 /// Which channel pointer to re-sign, with what.

@@ -19,6 +19,7 @@ pub mod pack;
 pub mod path;
 pub mod plain;
 pub mod repo;
+pub mod report;
 pub mod rollout;
 pub mod sbom;
 pub mod signatures;

@@ -156,62 +156,7 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
             report(ctx, &out, &pointer, signatures)
         }
         ChannelCmd::Halt { at, reason, revert } => {
-            let (before, now) = current(&at)?;
-            if let Some(h) = before.rollout.as_ref().and_then(|r| r.halted.as_ref()) {
-                bail!(
-                    "the rollout of {} on {}/{} is halted already (since {}); \
-                     `charter channel resume` resumes it",
-                    before.version,
-                    at.product,
-                    at.channel,
-                    h.at
-                );
-            }
-            let pointer = if revert {
-                let Some(prev) = before.previous.clone() else {
-                    bail!(
-                        "{}/{} records no previous release to revert to; \
-                         halt without --revert, or publish the release to go back to \
-                         with --allow-downgrade",
-                        at.product,
-                        at.channel
-                    );
-                };
-                check_pinned(&at.repo, &prev.manifest)?;
-                ChannelPointer {
-                    version: prev.version,
-                    manifest: prev.manifest,
-                    published_at: now,
-                    expires: parse_expiry(&at.expires, now)?,
-                    allow_downgrade: true,
-                    previous: None,
-                    rollout: None,
-                    reverted: Some(Reverted {
-                        version: before.version.clone(),
-                        at: now,
-                        reason,
-                    }),
-                    ..before
-                }
-            } else {
-                // A pointer without a plan had every host eligible at once.
-                let r = before.rollout.clone().unwrap_or_else(|| Rollout {
-                    plan: "all-at-once".into(),
-                    start: before.published_at,
-                    waves: vec![Wave {
-                        after_secs: 0,
-                        percent: 100,
-                    }],
-                    halted: None,
-                });
-                ChannelPointer {
-                    published_at: now,
-                    expires: parse_expiry(&at.expires, now)?,
-                    rollout: Some(r.halt(now, &reason)),
-                    ..before
-                }
-            };
-            let (out, signatures) = write_pointer(ctx, &at.repo, &pointer, &at.keys)?;
+            let (out, pointer, signatures) = halt(ctx, &at, reason, revert)?;
             report(ctx, &out, &pointer, signatures)
         }
         ChannelCmd::Resume { at } => {
@@ -263,6 +208,74 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
             }
         }
     }
+}
+
+/// Halts the channel's rollout (with `revert`: points it back at the
+/// previous release): the new pointer, signed and written; its path, the
+/// pointer and its signature count.
+pub(super) fn halt(
+    ctx: &Ctx,
+    at: &PointerAt,
+    reason: String,
+    revert: bool,
+) -> Result<(std::path::PathBuf, ChannelPointer, usize)> {
+    let (before, now) = current(at)?;
+    if let Some(h) = before.rollout.as_ref().and_then(|r| r.halted.as_ref()) {
+        bail!(
+            "the rollout of {} on {}/{} is halted already (since {}); \
+             `charter channel resume` resumes it",
+            before.version,
+            at.product,
+            at.channel,
+            h.at
+        );
+    }
+    let pointer = if revert {
+        let Some(prev) = before.previous.clone() else {
+            bail!(
+                "{}/{} records no previous release to revert to; \
+                 halt without --revert, or publish the release to go back to \
+                 with --allow-downgrade",
+                at.product,
+                at.channel
+            );
+        };
+        check_pinned(&at.repo, &prev.manifest)?;
+        ChannelPointer {
+            version: prev.version,
+            manifest: prev.manifest,
+            published_at: now,
+            expires: parse_expiry(&at.expires, now)?,
+            allow_downgrade: true,
+            previous: None,
+            rollout: None,
+            reverted: Some(Reverted {
+                version: before.version.clone(),
+                at: now,
+                reason,
+            }),
+            ..before
+        }
+    } else {
+        // A pointer without a plan had every host eligible at once.
+        let r = before.rollout.clone().unwrap_or_else(|| Rollout {
+            plan: "all-at-once".into(),
+            start: before.published_at,
+            waves: vec![Wave {
+                after_secs: 0,
+                percent: 100,
+            }],
+            halted: None,
+        });
+        ChannelPointer {
+            published_at: now,
+            expires: parse_expiry(&at.expires, now)?,
+            rollout: Some(r.halt(now, &reason)),
+            ..before
+        }
+    };
+    let (out, signatures) = write_pointer(ctx, &at.repo, &pointer, &at.keys)?;
+    Ok((out, pointer, signatures))
 }
 
 /// The pointer now in the repository (none when there is none yet), its

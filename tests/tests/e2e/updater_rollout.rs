@@ -426,3 +426,198 @@ fn rollout_status_shows_the_plan_where_it_stands_and_a_halt() {
     ])
     .fails_with("--at `soon` is neither a duration (1d) nor an RFC 3339 time");
 }
+
+/// Closing the loop: a host POSTs a signed report of each outcome
+/// (`[rollout] report_url`); `charter rollout watch` verifies the
+/// collected reports with the vendor's secret, counts them per wave, and
+/// halts the rollout when a wave's failure ratio passes the threshold.
+#[test]
+fn reports_of_failures_halt_the_rollout_through_rollout_watch() {
+    use charter_release::report::{Outcome, Report, host_tag, license_key};
+    let hook = charter_tests::hook::Hook::start();
+    let h = Host::new();
+    // The vendor's report secret, and the key of license acme-1 for its
+    // hosts.
+    h.f.charter(&["rollout", "secret", "--out", "report.secret"])
+        .ok();
+    h.f.charter(&[
+        "rollout",
+        "report-key",
+        "--secret",
+        "report.secret",
+        "--license-id",
+        "acme-1",
+        "--out",
+        "report.key",
+    ])
+    .ok();
+    h.write_config(
+        &h.server.url(),
+        &format!(
+            "{}report_url = \"{}\"\nreport_key = \"{}\"\n",
+            rollout_config("\"early\"", "automatic = \"all\""),
+            hook.url(),
+            h.f.path().join("report.key").display()
+        ),
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    auto(&h);
+    let first = hook.take();
+    assert_eq!(first.len(), 1, "one report of 1.0.0's install");
+    // 1.1.0 fails its health check here: rolled back, and reported.
+    h.publish("1.1.0", false, "a = 1\n", &[]);
+    h.point_with("stable", "1.1.0", &["--rollout", "fast"]).ok();
+    let out = h.update(&["auto", "--json"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let a = out.json();
+    assert_eq!(a["result"], "rolled-back", "{a}");
+    let got = hook.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].header("x-charter-report"), Some("rolled-back"));
+    let line = got[0].body.clone();
+    let secret_text = std::fs::read_to_string(h.f.path().join("report.secret")).unwrap();
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(secret_text.trim(), &mut secret).unwrap();
+    let r = Report::verify(&line, |id| *license_key(&secret, id)).unwrap();
+    assert_eq!(r.outcome, Outcome::RolledBack);
+    assert_eq!(r.version.to_string(), "1.1.0");
+    assert_eq!(
+        r.from.as_ref().map(ToString::to_string).as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!((r.position, r.wave), (0, Some(1)));
+    assert_eq!(r.license, "acme-1");
+    assert!(r.reason.as_deref().unwrap().contains("health"), "{r:?}");
+
+    // The collector's directory: this report, nine healthy ones of other
+    // hosts (another license), and one forged under a wrong secret.
+    let dir = h.f.path().join("reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut lines = vec![String::from_utf8(line).unwrap()];
+    for i in 0..9u32 {
+        let rep = Report {
+            outcome: Outcome::Healthy,
+            reason: None,
+            position: 10 + i as u16,
+            host: host_tag("panel", format!("other-{i}").as_bytes()),
+            license: "acme-2".into(),
+            id: format!("{:032x}", 1000 + i),
+            ..r.clone()
+        };
+        lines.push(rep.sign(&license_key(&secret, "acme-2")).unwrap());
+    }
+    let forged = Report {
+        id: format!("{:032x}", 99),
+        host: host_tag("panel", b"forged"),
+        ..r.clone()
+    };
+    lines.push(
+        forged
+            .sign(&license_key(b"not the secret", "acme-1"))
+            .unwrap(),
+    );
+    std::fs::write(dir.join("collected.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let watch = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "rollout",
+            "watch",
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            "stable",
+            "--key",
+            "chan.key",
+            "--reports",
+            "reports",
+            "--secret",
+            "report.secret",
+            "--max-failure-ratio",
+            "0.05",
+        ];
+        args.extend_from_slice(extra);
+        h.f.charter(&args).ok().json()
+    };
+    // Ten reports, one failed (10%), but at least 20 asked: goes on.
+    let w = watch(&["--min-reports", "20"]);
+    assert_eq!(w["counts"]["waves"][0]["reports"], 10, "{w}");
+    assert_eq!(w["counts"]["waves"][0]["failed"], 1);
+    assert_eq!(w["counts"]["unverified"], 1);
+    assert_eq!(w["halted_now"], false);
+    assert!(h.pointer()["rollout"]["halted"].is_null());
+    // A cap of 5 hosts a license: 4 of acme-2's left out; 1 of 6 failed.
+    let w = watch(&["--min-reports", "20", "--max-hosts-per-license", "5"]);
+    assert_eq!(w["counts"]["capped"], 4, "{w}");
+    // At least 10: 10% > 5%, the rollout halts, signed with the channel key.
+    let w = watch(&["--min-reports", "10"]);
+    assert_eq!(w["halted_now"], true, "{w}");
+    assert_eq!(
+        w["verdict"],
+        "wave 1: 1 of 10 reports failed (10.0% > 5.0%)"
+    );
+    let p = h.pointer();
+    assert_eq!(
+        p["rollout"]["halted"]["reason"],
+        "rollout watch: wave 1: 1 of 10 reports failed (10.0% > 5.0%)"
+    );
+    // Once halted, a pass only says so.
+    let w = watch(&["--min-reports", "10"]);
+    assert_eq!(
+        (w["halted_before"].clone(), w["halted_now"].clone()),
+        (true.into(), false.into())
+    );
+    // `rollout status` shows the same counts.
+    let s =
+        h.f.charter(&[
+            "rollout",
+            "status",
+            "--repo",
+            "repo",
+            "--product",
+            "panel",
+            "--channel",
+            "stable",
+            "--reports",
+            "reports",
+            "--secret",
+            "report.secret",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        s.contains("wave 1: 10 report(s), 9 healthy, 1 failed (10.0%)"),
+        "{s}"
+    );
+
+    // A report key others can read is refused: a warning, no reports.
+    use std::os::unix::fs::PermissionsExt;
+    let key = h.f.path().join("report.key");
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = h.update(&["check"]).ok();
+    assert!(
+        out.stderr
+            .contains("WARNING: [rollout] report_url cannot be used"),
+        "{out:?}"
+    );
+    let hex_key = &key_text[key_text.find("\"key\":\"").unwrap() + 7..][..64];
+    assert!(!out.stderr.contains(hex_key) && !out.stdout.contains(hex_key));
+    // The vendor's secret too.
+    let sec = h.f.path().join("report.secret");
+    std::fs::set_permissions(&sec, std::fs::Permissions::from_mode(0o640)).unwrap();
+    h.f.charter(&[
+        "rollout",
+        "report-key",
+        "--secret",
+        "report.secret",
+        "--license-id",
+        "acme-9",
+        "--out",
+        "acme-9.key",
+    ])
+    .fails_with("report.secret");
+    assert!(!h.f.path().join("acme-9.key").exists());
+}

@@ -9,7 +9,7 @@ use charter_release::rollout::POSITIONS;
 use serde::Deserialize;
 
 /// The `[rollout]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutConfig {
     /// `"early"` (position 0), `"late"` (9999) or a number 0 to 9999;
@@ -21,6 +21,38 @@ pub struct RolloutConfig {
     /// directory, `rollout-id`).
     #[serde(default)]
     pub machine_id: Option<PathBuf>,
+    /// Where this host POSTs a signed report of each update's outcome
+    /// (docs/SPEC.md §9.8); unset: no reports.
+    #[serde(default)]
+    pub report_url: Option<String>,
+    /// The license's report key, as `charter rollout report-key` writes it
+    /// (mode 0600); required with `report_url`.
+    #[serde(default)]
+    pub report_key: Option<PathBuf>,
+    /// Seconds one report attempt may take.
+    #[serde(default = "default_report_timeout")]
+    pub report_timeout_secs: u32,
+    /// PEM file of CA certificates to trust for `report_url` instead of
+    /// the built-in roots.
+    #[serde(default)]
+    pub report_ca_file: Option<PathBuf>,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            position: None,
+            machine_id: None,
+            report_url: None,
+            report_key: None,
+            report_timeout_secs: default_report_timeout(),
+            report_ca_file: None,
+        }
+    }
+}
+
+fn default_report_timeout() -> u32 {
+    10
 }
 
 /// How `position` is written.
@@ -37,13 +69,51 @@ impl RolloutConfig {
     /// Checks the table.
     pub fn validate(&self) -> Result<(), String> {
         self.fixed_position().map(|_| ())?;
-        if let Some(p) = &self.machine_id
-            && !p.is_absolute()
-        {
-            return Err(format!(
-                "rollout.machine_id `{}` must be an absolute path",
-                p.display()
-            ));
+        for (field, p) in [
+            ("rollout.machine_id", &self.machine_id),
+            ("rollout.report_key", &self.report_key),
+            ("rollout.report_ca_file", &self.report_ca_file),
+        ] {
+            if let Some(p) = p
+                && !p.is_absolute()
+            {
+                return Err(format!(
+                    "{field} `{}` must be an absolute path",
+                    p.display()
+                ));
+            }
+        }
+        match (&self.report_url, &self.report_key) {
+            (Some(url), Some(_)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(format!(
+                        "rollout.report_url `{url}` must start with https:// or http://"
+                    ));
+                }
+                if let Some(rest) = url.split("://").nth(1)
+                    && rest.split('/').next().is_some_and(|a| a.contains('@'))
+                {
+                    return Err(
+                        "rollout.report_url must not carry credentials (user:password@)".into(),
+                    );
+                }
+                if !(1..=300).contains(&self.report_timeout_secs) {
+                    return Err(format!(
+                        "rollout.report_timeout_secs {} is not 1 to 300",
+                        self.report_timeout_secs
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(
+                    "rollout.report_url needs rollout.report_key (`charter rollout report-key` writes it)"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("rollout.report_key is set but rollout.report_url is not".into());
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -110,5 +180,40 @@ mod tests {
                 .unwrap_err()
                 .contains("absolute")
         );
+    }
+
+    #[test]
+    fn reports_need_a_url_and_a_key() {
+        let ok = parse(
+            "report_url = \"https://r.example/panel\"\nreport_key = \"/etc/charter/report.key\"",
+        )
+        .unwrap();
+        assert_eq!(ok.report_timeout_secs, 10);
+        for (bad, needle) in [
+            (
+                "report_url = \"https://r.example/\"",
+                "needs rollout.report_key",
+            ),
+            ("report_key = \"/k\"", "rollout.report_url is not"),
+            (
+                "report_url = \"ftp://r\"\nreport_key = \"/k\"",
+                "must start with https://",
+            ),
+            (
+                "report_url = \"https://u:p@r/\"\nreport_key = \"/k\"",
+                "credentials",
+            ),
+            (
+                "report_url = \"https://r/\"\nreport_key = \"k\"",
+                "absolute",
+            ),
+            (
+                "report_url = \"https://r/\"\nreport_key = \"/k\"\nreport_timeout_secs = 0",
+                "1 to 300",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 }

@@ -226,6 +226,21 @@ pub struct ChannelCache {
     pub validator: Validator,
 }
 
+impl ChannelCache {
+    /// The cached pointer's payload, read without verifying it again: for
+    /// what the host shows and reports of the pointer it last accepted
+    /// (verified then; the state directory is root's alone). Never for a
+    /// decision to install.
+    pub fn pointer(&self) -> Option<charter_release::channel::ChannelPointer> {
+        let env = charter_keys::dsse::Envelope::from_slice(
+            self.envelope.as_bytes(),
+            &charter_keys::Limits::default(),
+        )
+        .ok()?;
+        serde_json::from_slice(env.unverified_payload()).ok()
+    }
+}
+
 /// Which transaction is in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

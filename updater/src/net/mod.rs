@@ -5,3 +5,4 @@ pub mod download;
 pub mod fetch;
 pub mod http;
 pub mod notify;
+pub mod report;

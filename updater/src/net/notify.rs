@@ -161,47 +161,63 @@ impl Notifier {
             return Ok(());
         }
         let body = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
-            }
-            let mut req = self
-                .agent
-                .post(&self.url)
-                .header("Content-Type", "application/json")
-                .header("X-Charter-Event", ev.event.name())
-                .header("X-Charter-Delivery", ev.id.as_str());
-            if let Some(k) = &self.key {
-                req = req.header("X-Charter-Signature", signature(k, &body));
-            }
-            match req.send(&body[..]) {
-                // The body is not read: only the status matters.
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if (200..300).contains(&status) {
-                        return Ok(());
-                    }
-                    last = format!("{} answered {status}", redacted(&self.url));
-                    if (300..400).contains(&status) {
-                        last.push_str(
-                            " (redirects are not followed: set notify.url to the target)",
-                        );
-                        break;
-                    }
-                    if status < 500 && status != 408 && status != 429 {
-                        break;
-                    }
+        let mut headers = vec![
+            ("X-Charter-Event", ev.event.name().to_owned()),
+            ("X-Charter-Delivery", ev.id.clone()),
+        ];
+        if let Some(k) = &self.key {
+            headers.push(("X-Charter-Signature", signature(k, &body)));
+        }
+        post(&self.agent, &self.url, "notify.url", &headers, &body)
+    }
+}
+
+/// POSTs `body` as JSON with `headers`: up to three attempts (again only
+/// after a connection error, 5xx, 408 or 429), 2xx is delivered,
+/// redirects are not followed. The error names the URL by its scheme and
+/// host only (`field` is the setting to fix after a redirect).
+pub(crate) fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    field: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::result::Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+        }
+        let mut req = agent.post(url).header("Content-Type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, value.as_str());
+        }
+        match req.send(body) {
+            // The body is not read: only the status matters.
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if (200..300).contains(&status) {
+                    return Ok(());
                 }
-                Err(e) => {
-                    // ureq's message may repeat the URL.
-                    let msg = e.to_string().replace(&self.url, &redacted(&self.url));
-                    last = format!("{}: {msg}", redacted(&self.url));
+                last = format!("{} answered {status}", redacted(url));
+                if (300..400).contains(&status) {
+                    last.push_str(&format!(
+                        " (redirects are not followed: set {field} to the target)"
+                    ));
+                    break;
                 }
+                if status < 500 && status != 408 && status != 429 {
+                    break;
+                }
+            }
+            Err(e) => {
+                // ureq's message may repeat the URL.
+                let msg = e.to_string().replace(url, &redacted(url));
+                last = format!("{}: {msg}", redacted(url));
             }
         }
-        Err(last)
     }
+    Err(last)
 }
 
 #[cfg(test)]

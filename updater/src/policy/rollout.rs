@@ -35,18 +35,25 @@ pub fn host_position(cfg: &Config, state: &StateDir) -> Result<HostPosition> {
             source: "set",
         });
     }
+    let (id, source) = host_id(cfg, state)?;
+    Ok(HostPosition {
+        position: rollout::position(&cfg.product, &id),
+        source,
+    })
+}
+
+/// The id a host's position and report tag are derived from: the machine
+/// id (trimmed, lowercased), or the random one kept in the state
+/// directory on a host without one; and which it is.
+pub fn host_id(cfg: &Config, state: &StateDir) -> Result<(Vec<u8>, &'static str)> {
     let path = cfg.rollout.machine_id_path();
     let machine = charter_keys::fsutil::read_capped(&path, 4096, "a machine id")
         .ok()
         .map(|b| b.trim_ascii().to_ascii_lowercase())
         .filter(|b| !b.is_empty());
-    let (id, source) = match machine {
+    Ok(match machine {
         Some(id) => (id, "machine-id"),
         None => (state.rollout_id()?.trim_ascii().to_vec(), "state"),
-    };
-    Ok(HostPosition {
-        position: rollout::position(&cfg.product, &id),
-        source,
     })
 }
 

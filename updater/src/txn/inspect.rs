@@ -9,7 +9,6 @@ use super::{BackupReport, RolloutView, Status, Updater};
 use crate::Result;
 use crate::host::state::{HistoryEntry, Hold};
 use crate::policy::rollout;
-use charter_release::channel::ChannelPointer;
 
 impl Updater {
     /// `status`.
@@ -55,14 +54,7 @@ impl Updater {
         let pointer = self
             .state
             .channel_cache()?
-            .and_then(|c| {
-                charter_keys::dsse::Envelope::from_slice(
-                    c.envelope.as_bytes(),
-                    &self.limits.envelope,
-                )
-                .ok()
-            })
-            .and_then(|e| serde_json::from_slice::<ChannelPointer>(e.unverified_payload()).ok())
+            .and_then(|c| c.pointer())
             .filter(|p| p.rollout.is_some());
         let standing = pointer
             .as_ref()

@@ -45,6 +45,7 @@ use crate::host::layout::InstallRoot;
 use crate::host::state::{HistoryEntry, HostState, Journal, StateDir};
 use crate::net::fetch::Fetcher;
 use crate::net::notify::Notifier;
+use crate::net::report::Reporter;
 use crate::policy::admission::{Admission, admit};
 use crate::policy::rollout::{self, HostPosition};
 use crate::source::{self, Offered, Source};
@@ -179,6 +180,7 @@ pub struct Updater {
     notes: Box<dyn Fn(&str)>,
     signatures: SignaturePolicy,
     notifier: Option<Notifier>,
+    reporter: Option<Reporter>,
 }
 
 impl std::fmt::Debug for Updater {
@@ -303,6 +305,15 @@ impl Updater {
             }
             None => None,
         };
+        let reporter = match Reporter::new(&cfg.rollout) {
+            Ok(r) => r,
+            Err(e) => {
+                notes(&format!(
+                    "WARNING: [rollout] report_url cannot be used ({e}); no rollout reports are sent"
+                ));
+                None
+            }
+        };
         Ok(Updater {
             cfg,
             state,
@@ -312,6 +323,7 @@ impl Updater {
             notes,
             signatures,
             notifier,
+            reporter,
         })
     }
 
@@ -349,6 +361,8 @@ impl Updater {
     fn announcer(&self) -> Announcer<'_> {
         Announcer {
             notifier: self.notifier.as_ref(),
+            reporter: self.reporter.as_ref(),
+            cfg: &self.cfg,
             product: &self.cfg.product,
             state: &self.state,
             clock: self.clock.as_ref(),
