@@ -398,15 +398,8 @@ pub enum RolloutCmd {
     /// wave's end, the wave in progress and the share of hosts eligible now
     /// (or at --at), a halt or revert.
     Status {
-        /// Repository directory.
-        #[arg(long, value_name = "DIR")]
-        repo: PathBuf,
-        /// Product name.
-        #[arg(long)]
-        product: String,
-        /// Channel name.
-        #[arg(long)]
-        channel: String,
+        #[command(flatten)]
+        on: ChannelAt,
         /// Where the rollout stands at this time instead of now: a duration
         /// from now (`1d`) or an RFC 3339 time.
         #[arg(long, value_name = "TIME")]
@@ -473,9 +466,9 @@ pub struct ReportsArgs {
     pub max_hosts_per_license: u32,
 }
 
-/// Which channel pointer to re-sign, with what.
+/// Which channel of which repository.
 #[derive(Debug, clap::Args)]
-pub struct PointerAt {
+pub struct ChannelAt {
     /// Repository directory.
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
@@ -485,6 +478,13 @@ pub struct PointerAt {
     /// Channel name.
     #[arg(long)]
     pub channel: String,
+}
+
+/// Which channel pointer to re-sign, with what.
+#[derive(Debug, clap::Args)]
+pub struct PointerAt {
+    #[command(flatten)]
+    pub on: ChannelAt,
     /// Channel key(s) to sign with; repeat to reach a threshold.
     #[arg(long = "key", value_name = "FILE", required = true)]
     pub keys: Vec<PathBuf>,

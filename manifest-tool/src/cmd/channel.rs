@@ -165,8 +165,8 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
                 bail!(
                     "the rollout of {} on {}/{} is not halted",
                     before.version,
-                    at.product,
-                    at.channel
+                    at.on.product,
+                    at.on.channel
                 );
             };
             let pointer = ChannelPointer {
@@ -175,7 +175,7 @@ pub fn run(ctx: &Ctx, cmd: ChannelCmd) -> Result<()> {
                 rollout: Some(r.resume(now)),
                 ..before
             };
-            let (out, signatures) = write_pointer(ctx, &at.repo, &pointer, &at.keys)?;
+            let (out, signatures) = write_pointer(ctx, &at.on.repo, &pointer, &at.keys)?;
             report(ctx, &out, &pointer, signatures)
         }
         ChannelCmd::Sign { key, file } => {
@@ -225,8 +225,8 @@ pub(super) fn halt(
             "the rollout of {} on {}/{} is halted already (since {}); \
              `charter channel resume` resumes it",
             before.version,
-            at.product,
-            at.channel,
+            at.on.product,
+            at.on.channel,
             h.at
         );
     }
@@ -236,11 +236,11 @@ pub(super) fn halt(
                 "{}/{} records no previous release to revert to; \
                  halt without --revert, or publish the release to go back to \
                  with --allow-downgrade",
-                at.product,
-                at.channel
+                at.on.product,
+                at.on.channel
             );
         };
-        check_pinned(&at.repo, &prev.manifest)?;
+        check_pinned(&at.on.repo, &prev.manifest)?;
         ChannelPointer {
             version: prev.version,
             manifest: prev.manifest,
@@ -274,7 +274,7 @@ pub(super) fn halt(
             ..before
         }
     };
-    let (out, signatures) = write_pointer(ctx, &at.repo, &pointer, &at.keys)?;
+    let (out, signatures) = write_pointer(ctx, &at.on.repo, &pointer, &at.keys)?;
     Ok((out, pointer, signatures))
 }
 
@@ -313,12 +313,12 @@ pub(super) fn existing(
 /// The channel's pointer, which must exist, and now (whole seconds, and
 /// after the pointer's publication, so that hosts take the new one).
 fn current(at: &PointerAt) -> Result<(ChannelPointer, Timestamp)> {
-    let Some(p) = existing(&at.repo, &at.product, &at.channel)? else {
+    let Some(p) = existing(&at.on.repo, &at.on.product, &at.on.channel)? else {
         bail!(
             "{} has no pointer for {}/{}; `charter channel publish` writes one",
-            at.repo.display(),
-            at.product,
-            at.channel
+            at.on.repo.display(),
+            at.on.product,
+            at.on.channel
         );
     };
     let now = after(&p)?;

@@ -10,19 +10,13 @@ use serde_json::json;
 
 use super::Ctx;
 use super::channel::existing;
-use crate::cli::RolloutCmd;
+use crate::cli::{ChannelAt, RolloutCmd};
 use crate::util::{parse_duration, print_json};
 
 pub fn run(ctx: &Ctx, cmd: RolloutCmd) -> Result<()> {
     match cmd {
-        RolloutCmd::Status {
-            repo,
-            product,
-            channel,
-            at,
-            reports,
-        } => {
-            let p = pointer(&repo, &product, &channel)?;
+        RolloutCmd::Status { on, at, reports } => {
+            let p = pointer(&on)?;
             let now = match &at {
                 None => Timestamp::now(),
                 Some(text) => when(text, Timestamp::now())?,
@@ -58,7 +52,7 @@ pub fn run(ctx: &Ctx, cmd: RolloutCmd) -> Result<()> {
                 })
                 .transpose()?;
             loop {
-                let p = pointer(&at.repo, &at.product, &at.channel)?;
+                let p = pointer(&at.on)?;
                 let c = count(&read_reports(src)?, &p, &reports)?;
                 let verdict = judge(&c, max_failure_ratio, min_reports);
                 let halted = p.rollout.as_ref().is_some_and(|r| r.halted.is_some());
@@ -115,11 +109,14 @@ pub fn run(ctx: &Ctx, cmd: RolloutCmd) -> Result<()> {
     }
 }
 
-fn pointer(repo: &std::path::Path, product: &str, channel: &str) -> Result<ChannelPointer> {
-    existing(repo, product, channel)?.ok_or_else(|| {
+/// The channel's pointer, which must exist and verify.
+fn pointer(on: &ChannelAt) -> Result<ChannelPointer> {
+    existing(&on.repo, &on.product, &on.channel)?.ok_or_else(|| {
         anyhow!(
-            "{} has no pointer for {product}/{channel}; `charter channel publish` writes one",
-            repo.display()
+            "{} has no pointer for {}/{}; `charter channel publish` writes one",
+            on.repo.display(),
+            on.product,
+            on.channel
         )
     })
 }

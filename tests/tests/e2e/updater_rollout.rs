@@ -36,6 +36,23 @@ fn plan_file(h: &Host, name: &str, json: &str) -> String {
     name.to_owned()
 }
 
+/// `charter rollout <verb> --repo repo --product panel --channel <channel>`
+/// with `extra` args (put `--json` in `extra` for JSON).
+fn rollout_cmd(h: &Host, verb: &str, channel: &str, extra: &[&str]) -> charter_tests::Output {
+    let mut args = vec![
+        "rollout",
+        verb,
+        "--repo",
+        "repo",
+        "--product",
+        "panel",
+        "--channel",
+        channel,
+    ];
+    args.extend_from_slice(extra);
+    h.f.charter(&args)
+}
+
 #[track_caller]
 fn auto(h: &Host) -> serde_json::Value {
     h.update(&["auto", "--json"]).ok().json()
@@ -342,19 +359,9 @@ fn rollout_status_shows_the_plan_where_it_stands_and_a_halt() {
     );
     publish_with_plan(&h, "1.1.0", &plan);
     let status = |extra: &[&str]| {
-        let mut args = vec![
-            "--json",
-            "rollout",
-            "status",
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            "stable",
-        ];
+        let mut args = vec!["--json"];
         args.extend_from_slice(extra);
-        h.f.charter(&args).ok().json()
+        rollout_cmd(&h, "status", "stable", &args).ok().json()
     };
     let start: jiff::Timestamp = h.pointer()["rollout"]["start"]
         .as_str()
@@ -383,48 +390,15 @@ fn rollout_status_shows_the_plan_where_it_stands_and_a_halt() {
         s["rollout"]["wave"], 1,
         "frozen at the halt, just after the start: {s}"
     );
-    let text =
-        h.f.charter(&[
-            "rollout",
-            "status",
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            "stable",
-        ])
-        .ok()
-        .stdout;
+    let text = rollout_cmd(&h, "status", "stable", &[]).ok().stdout;
     assert!(
         text.contains("HALTED at ") && text.contains("(crash reports)"),
         "{text}"
     );
     assert!(text.contains("  wave 2: 100% by "), "{text}");
-    h.f.charter(&[
-        "rollout",
-        "status",
-        "--repo",
-        "repo",
-        "--product",
-        "panel",
-        "--channel",
-        "beta",
-    ])
-    .fails_with("has no pointer for panel/beta");
-    h.f.charter(&[
-        "rollout",
-        "status",
-        "--repo",
-        "repo",
-        "--product",
-        "panel",
-        "--channel",
-        "stable",
-        "--at",
-        "soon",
-    ])
-    .fails_with("--at `soon` is neither a duration (1d) nor an RFC 3339 time");
+    rollout_cmd(&h, "status", "beta", &[]).fails_with("has no pointer for panel/beta");
+    rollout_cmd(&h, "status", "stable", &["--at", "soon"])
+        .fails_with("--at `soon` is neither a duration (1d) nor an RFC 3339 time");
 }
 
 /// Closing the loop: a host POSTs a signed report of each outcome
@@ -521,14 +495,6 @@ fn reports_of_failures_halt_the_rollout_through_rollout_watch() {
     let watch = |extra: &[&str]| {
         let mut args = vec![
             "--json",
-            "rollout",
-            "watch",
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            "stable",
             "--key",
             "chan.key",
             "--reports",
@@ -539,7 +505,7 @@ fn reports_of_failures_halt_the_rollout_through_rollout_watch() {
             "0.05",
         ];
         args.extend_from_slice(extra);
-        h.f.charter(&args).ok().json()
+        rollout_cmd(&h, "watch", "stable", &args).ok().json()
     };
     // Ten reports, one failed (10%), but at least 20 asked: goes on.
     let w = watch(&["--min-reports", "20"]);
@@ -570,23 +536,14 @@ fn reports_of_failures_halt_the_rollout_through_rollout_watch() {
         (true.into(), false.into())
     );
     // `rollout status` shows the same counts.
-    let s =
-        h.f.charter(&[
-            "rollout",
-            "status",
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            "stable",
-            "--reports",
-            "reports",
-            "--secret",
-            "report.secret",
-        ])
-        .ok()
-        .stdout;
+    let s = rollout_cmd(
+        &h,
+        "status",
+        "stable",
+        &["--reports", "reports", "--secret", "report.secret"],
+    )
+    .ok()
+    .stdout;
     assert!(
         s.contains("wave 1: 10 report(s), 9 healthy, 1 failed (10.0%)"),
         "{s}"
