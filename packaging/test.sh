@@ -393,8 +393,14 @@ if ((chroot_ready)); then
     chroot --userspec=nobody:nogroup "$R" charter-update door status
   check "the door answers a member: charter-update door status" \
     bash -c "chroot --userspec=nobody:nogroup --groups=charter-update '$R' charter-update door status | grep -q '\"current\"'"
-  check "the door refuses anything but the four actions (raw request)" \
+  check "the door refuses anything but its actions (raw request)" \
     bash -c "printf 'apply --version 0.0.1\n' | chroot '$R' charter-update serve-door | grep -q 'unknown action'"
+  check "the door refuses a hold that is not plain seconds (raw request)" \
+    bash -c "printf 'hold 5 --reason x\n' | chroot '$R' charter-update serve-door | grep -q 'unknown action'"
+  check "hold through the door: a member runs charter-update door hold 3600" \
+    bash -c "chroot --userspec=nobody:nogroup --groups=charter-update '$R' charter-update door hold 3600 | grep -q 'held through the update door'"
+  check "hold-clear through the door" \
+    bash -c "chroot --userspec=nobody:nogroup --groups=charter-update '$R' charter-update door hold-clear | grep -q '\"cleared\"'"
   # The sudo door, as a panel calls it.
   inr useradd --system --no-create-home panel
   inr usermod -aG charter-update panel

@@ -175,6 +175,13 @@ pub struct UpdateDoor {
     /// `charter-update status --json` through the door.
     #[serde(default = "door_status")]
     pub status: Vec<String>,
+    /// The operator's hold through the socket door; the agent appends one
+    /// argument, the seconds it parsed from the request.
+    #[serde(default = "door_hold")]
+    pub hold: Vec<String>,
+    /// Lifting the hold through the socket door.
+    #[serde(default = "door_hold_clear")]
+    pub hold_clear: Vec<String>,
     /// Seconds one door command may take.
     #[serde(default = "default_door_timeout")]
     pub timeout_secs: u64,
@@ -204,6 +211,22 @@ fn door_rollback() -> Vec<String> {
 fn door_status() -> Vec<String> {
     door("status")
 }
+// The hold goes through the socket door only: a sudoers rule cannot check
+// its one argument (DECISIONS.md).
+fn door_hold() -> Vec<String> {
+    vec![
+        "/usr/bin/charter-update".into(),
+        "door".into(),
+        "hold".into(),
+    ]
+}
+fn door_hold_clear() -> Vec<String> {
+    vec![
+        "/usr/bin/charter-update".into(),
+        "door".into(),
+        "hold-clear".into(),
+    ]
+}
 
 impl Default for UpdateDoor {
     fn default() -> Self {
@@ -212,6 +235,8 @@ impl Default for UpdateDoor {
             apply: door_apply(),
             rollback: door_rollback(),
             status: door_status(),
+            hold: door_hold(),
+            hold_clear: door_hold_clear(),
             timeout_secs: default_door_timeout(),
         }
     }
@@ -356,6 +381,8 @@ impl Config {
             ("update.apply", &cfg.update.apply),
             ("update.rollback", &cfg.update.rollback),
             ("update.status", &cfg.update.status),
+            ("update.hold", &cfg.update.hold),
+            ("update.hold_clear", &cfg.update.hold_clear),
         ] {
             if cmd.is_empty() {
                 return Err(bad(format!("{name} is an empty command")));

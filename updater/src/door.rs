@@ -30,9 +30,11 @@ pub const MAX_STDOUT_BYTES: u64 = 1 << 20;
 /// Most bytes of the action's stderr put into an answer (its tail is kept).
 pub const MAX_STDERR_BYTES: usize = 64 << 10;
 
-/// The actions the door lets through: the same four the sudoers rule names.
-/// `apply --version`, `--retry-bad`, `history` and `verify` are for root at
-/// a shell.
+/// The actions the door lets through: the four the sudoers rule names,
+/// and the operator's hold (docs/SPEC.md §11.12), which sudoers cannot
+/// offer safely (its one argument, a number, cannot be checked by a
+/// sudoers rule). `apply --version`, `--retry-bad`, `history` and `verify`
+/// are for root at a shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// `charter-update check --json`.
@@ -43,29 +45,83 @@ pub enum Action {
     Rollback,
     /// `charter-update status --json`.
     Status,
+    /// `charter-update hold --until <SECS>s --reason "…" --json`: no
+    /// automatic install for this many seconds (1 to [`Hold::MAX_SECS`]).
+    ///
+    /// [`Hold::MAX_SECS`]: crate::host::state::Hold::MAX_SECS
+    Hold(u32),
+    /// `charter-update hold --clear --json`.
+    HoldClear,
 }
 
+/// The reason a hold set through the door records.
+pub const DOOR_HOLD_REASON: &str = "held through the update door";
+
 impl Action {
-    /// The subcommand name, as sent on the wire and passed to the updater.
+    /// The action's name (`hold` for a hold of any length).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Check => "check",
             Action::Apply => "apply",
             Action::Rollback => "rollback",
             Action::Status => "status",
+            Action::Hold(_) => "hold",
+            Action::HoldClear => "hold-clear",
         }
     }
 
-    /// Parses a name; anything but the four exact names is refused.
-    pub fn from_name(name: &str) -> Option<Action> {
+    /// The request line, without its newline: the name, and for a hold
+    /// its seconds.
+    pub fn request_line(self) -> String {
+        match self {
+            Action::Hold(secs) => format!("hold {secs}"),
+            a => a.as_str().to_owned(),
+        }
+    }
+
+    /// Parses a request line (without its newline): one of the four
+    /// names, `hold-clear`, or `hold` and a number of seconds in plain
+    /// decimal (no sign, no leading zero) from 1 to [`Hold::MAX_SECS`];
+    /// anything else is refused.
+    ///
+    /// [`Hold::MAX_SECS`]: crate::host::state::Hold::MAX_SECS
+    pub fn from_line(line: &str) -> Option<Action> {
+        if let Some(n) = line.strip_prefix("hold ") {
+            let plain = !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && !n.starts_with('0')
+                && n.len() <= 10;
+            let secs: u32 = n.parse().ok().filter(|_| plain)?;
+            let max = crate::host::state::Hold::MAX_SECS;
+            return (i64::from(secs) <= max).then_some(Action::Hold(secs));
+        }
         [
             Action::Check,
             Action::Apply,
             Action::Rollback,
             Action::Status,
+            Action::HoldClear,
         ]
         .into_iter()
-        .find(|a| a.as_str() == name)
+        .find(|a| a.as_str() == line)
+    }
+
+    /// The updater's arguments for it, made here from the parsed action
+    /// (never from the request's bytes).
+    pub fn args(self) -> Vec<String> {
+        let mut v: Vec<String> = match self {
+            Action::Hold(secs) => vec![
+                "hold".into(),
+                "--until".into(),
+                format!("{secs}s"),
+                "--reason".into(),
+                DOOR_HOLD_REASON.into(),
+            ],
+            Action::HoldClear => vec!["hold".into(), "--clear".into()],
+            a => vec![a.as_str().into()],
+        };
+        v.push("--json".into());
+        v
     }
 }
 
@@ -79,8 +135,8 @@ pub enum RequestError {
     /// The connection ended (or timed out) before a newline.
     #[error("request not terminated by a newline")]
     Unterminated,
-    /// The line is not one of the four actions.
-    #[error("unknown action (expected check, apply, rollback or status)")]
+    /// The line is not one of the actions.
+    #[error("unknown action (expected check, apply, rollback, status, hold SECONDS or hold-clear)")]
     UnknownAction,
     /// Reading failed.
     #[error("cannot read the request: {0}")]
@@ -117,13 +173,13 @@ pub fn read_request(r: impl Read) -> Result<Action, RequestError> {
     }
     std::str::from_utf8(&buf)
         .ok()
-        .and_then(Action::from_name)
+        .and_then(Action::from_line)
         .ok_or(RequestError::UnknownAction)
 }
 
 /// Writes a request line.
 pub fn write_request(mut w: impl Write, action: Action) -> std::io::Result<()> {
-    w.write_all(format!("{}\n", action.as_str()).as_bytes())?;
+    w.write_all(format!("{}\n", action.request_line()).as_bytes())?;
     w.flush()
 }
 
@@ -174,9 +230,10 @@ impl Response {
     }
 }
 
-/// Runs `program <action> --json` (plus `extra_args`, which come from the
-/// server's own trusted command line, never from the request) with a
-/// cleared environment and stdin from /dev/null, and collects its answer.
+/// Runs `program <action's args>` ([`Action::args`], after `extra_args`,
+/// which come from the server's own trusted command line, never from the
+/// request) with a cleared environment and stdin from /dev/null, and
+/// collects its answer.
 pub fn run_action(
     program: &std::path::Path,
     extra_args: &[std::ffi::OsString],
@@ -184,8 +241,7 @@ pub fn run_action(
 ) -> Response {
     let out = std::process::Command::new(program)
         .args(extra_args)
-        .arg(action.as_str())
-        .arg("--json")
+        .args(action.args())
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .current_dir("/")
@@ -210,11 +266,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_four_exact_actions_pass() {
-        for a in ["check", "apply", "rollback", "status"] {
+    fn only_the_exact_actions_pass() {
+        for a in ["check", "apply", "rollback", "status", "hold-clear"] {
             let got = read_request(format!("{a}\n").as_bytes()).unwrap();
             assert_eq!(got.as_str(), a);
         }
+        for (line, secs) in [
+            ("hold 1", 1),
+            ("hold 3600", 3600),
+            ("hold 31622400", 31_622_400),
+        ] {
+            let got = read_request(format!("{line}\n").as_bytes()).unwrap();
+            assert_eq!(got, Action::Hold(secs));
+            assert_eq!(got.request_line(), line);
+            assert_eq!(
+                got.args(),
+                [
+                    "hold",
+                    "--until",
+                    &format!("{secs}s"),
+                    "--reason",
+                    DOOR_HOLD_REASON,
+                    "--json"
+                ]
+            );
+        }
+        assert_eq!(Action::HoldClear.args(), ["hold", "--clear", "--json"]);
         for bad in [
             "history\n",
             "verify\n",
@@ -225,6 +302,21 @@ mod tests {
             "apply\r\n",
             "\n",
             "app\0ly\n",
+            "hold\n",
+            "hold 0\n",
+            "hold 01\n",
+            "hold -1\n",
+            "hold +5\n",
+            "hold 1e3\n",
+            "hold  5\n",
+            "hold 5 \n",
+            "hold 5 --clear\n",
+            "hold 31622401\n",
+            "hold 99999999999\n",
+            "hold 4294967296\n",
+            "hold 5s\n",
+            "hold-clear now\n",
+            "HOLD 5\n",
         ] {
             assert!(
                 matches!(

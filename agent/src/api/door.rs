@@ -11,10 +11,22 @@ use serde_json::{Value, json};
 
 use super::shared::{Job, Shared};
 
-pub(super) fn trigger(shared: &Arc<Shared>, action: &str, uid: u32, pid: i32) -> (u16, Value) {
+/// Starts `action`'s door command, with `extra` appended (a hold's
+/// seconds, which the route parsed and formatted itself: nothing else of a
+/// request ever reaches a command).
+pub(super) fn trigger(
+    shared: &Arc<Shared>,
+    action: &str,
+    extra: Option<u32>,
+    uid: u32,
+    pid: i32,
+) -> (u16, Value) {
     let who = json!({"uid": uid, "pid": pid});
     let argv = match shared.with_agent(|a| a.door(action)) {
-        Ok(argv) => argv,
+        Ok(mut argv) => {
+            argv.extend(extra.map(|n| n.to_string()));
+            argv
+        }
         Err(why) => {
             shared.with_agent(|a| a.record(json!({"kind": "api", "action": action, "by": who, "result": "refused", "reason": why}))).ok();
             return (403, json!({"error": why}));

@@ -18,6 +18,21 @@ fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// The longest hold the updater takes (366 days, as `charter-update hold`).
+const MAX_HOLD_SECS: u32 = 366 * 86_400;
+
+/// A hold's `seconds`: plain decimal, no sign or leading zero, 1 to
+/// [`MAX_HOLD_SECS`].
+fn hold_seconds(text: &str) -> Option<u32> {
+    let plain = !text.is_empty()
+        && text.len() <= 10
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !text.starts_with('0');
+    text.parse()
+        .ok()
+        .filter(|n| plain && (1..=MAX_HOLD_SECS).contains(n))
+}
+
 pub(super) fn route(shared: &Arc<Shared>, req: &Request, uid: u32, pid: i32) -> (u16, Value) {
     let snap = Arc::clone(&shared.snapshot.read().unwrap_or_else(|e| e.into_inner()));
     let (eval, fingerprint) = (&snap.0, &snap.1);
@@ -66,8 +81,19 @@ pub(super) fn route(shared: &Arc<Shared>, req: &Request, uid: u32, pid: i32) -> 
         [
             "v1",
             "update",
-            action @ ("check" | "apply" | "rollback" | "status"),
-        ] if post => trigger(shared, action, uid, pid),
+            action @ ("check" | "apply" | "rollback" | "status" | "hold-clear"),
+        ] if post => trigger(shared, action, None, uid, pid),
+        ["v1", "update", "hold"] if post => {
+            match query_value(&req.query, "seconds").and_then(hold_seconds) {
+                Some(secs) => trigger(shared, "hold", Some(secs), uid, pid),
+                None => (
+                    400,
+                    json!({"error": format!(
+                        "give how long to hold: ?seconds=N (whole seconds, 1 to {MAX_HOLD_SECS})"
+                    )}),
+                ),
+            }
+        }
         ["v1", "health" | "license" | "version" | "update"]
         | ["v1", "features" | "limits", _]
         | ["v1", "update", _] => (

@@ -8,15 +8,23 @@ use super::{Ctx, ask, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// check, apply or rollback.
+    /// check, apply, rollback, status, hold (with --seconds) or hold-clear.
     action: String,
+    /// For `hold`: no automatic install for this many seconds.
+    #[arg(long, required_if_eq("action", "hold"))]
+    seconds: Option<u32>,
 }
 
 impl Args {
     pub fn run(self, ctx: &Ctx, cfg: Config) -> Result<ExitCode> {
         let action = self.action;
         let socket = cfg.paths.socket.clone();
-        let (code, v) = ask(&socket, "POST", &format!("/v1/update/{action}"))?;
+        let path = match (action.as_str(), self.seconds) {
+            ("hold", Some(n)) => format!("/v1/update/hold?seconds={n}"),
+            (_, Some(_)) => bail!("only `hold` takes --seconds"),
+            (a, None) => format!("/v1/update/{a}"),
+        };
+        let (code, v) = ask(&socket, "POST", &path)?;
         if ctx.json {
             print_json(&v)?;
         }

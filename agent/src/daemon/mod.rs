@@ -269,13 +269,17 @@ impl Agent {
     }
 
     /// The updater's door command for `what` (check, apply, rollback,
-    /// status), refused for apply when the license does not allow updates.
+    /// status, hold, hold-clear), refused for apply when the license does
+    /// not allow updates. A hold is never refused: holding back updates
+    /// needs no entitlement.
     pub fn door(&self, what: &str) -> std::result::Result<Vec<String>, String> {
         let d = &self.cfg.update;
         match what {
             "check" => Ok(d.check.clone()),
             "status" => Ok(d.status.clone()),
             "rollback" => Ok(d.rollback.clone()),
+            "hold" => Ok(d.hold.clone()),
+            "hold-clear" => Ok(d.hold_clear.clone()),
             "apply" if matches!(self.eval.state, State::Suspended | State::Invalid) => {
                 Err(format!(
                     "updates are not allowed while the license is {}",

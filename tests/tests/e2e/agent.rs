@@ -1586,3 +1586,117 @@ fn sign_status(h: &Host, license_id: &str, state: &str, extra: &[&str], out: &Pa
     args.extend_from_slice(extra);
     h.f.charter(&args).ok();
 }
+
+/// A socket door as `charter-update-door.socket` makes it (`Accept=yes`):
+/// a listener whose every connection becomes the stdin and stdout of one
+/// `charter-update serve-door`. Answers until the test ends.
+fn socket_door(h: &Host) -> PathBuf {
+    let sock = h.path().join("door.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let exe = charter_tests::bin("charter-update");
+    let config = h.config.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let out = conn.try_clone().unwrap();
+            let _ = Command::new(&exe)
+                .arg("--config")
+                .arg(&config)
+                .arg("serve-door")
+                .stdin(Stdio::from(std::os::fd::OwnedFd::from(conn)))
+                .stdout(Stdio::from(std::os::fd::OwnedFd::from(out)))
+                .stderr(Stdio::null())
+                .status();
+        }
+    });
+    sock
+}
+
+/// The operator's hold through the socket door (`hold SECONDS`,
+/// `hold-clear`; malformed holds refused) and through the agent's API
+/// (`POST /v1/update/hold?seconds=N`, `/v1/update/hold-clear`), where
+/// `status` shows it; `auto` defers while it lasts.
+#[test]
+fn hold_through_the_socket_door_and_the_agent_api() {
+    let h = Host::with_config(
+        "[service]\nrestart = [\"/bin/true\"]\n[update]\nautomatic = \"all\"\ntimezone = \"UTC\"\n",
+    );
+    h.publish("1.0.0", true, "a = 1\n", &[]);
+    h.update(&["apply"]).ok();
+    let sock = socket_door(&h);
+    let s = sock.to_str().unwrap();
+    // The door's client: `charter-update door hold SECONDS`.
+    let held = h
+        .update(&["door", "hold", "3600", "--socket", s])
+        .ok()
+        .json();
+    assert_eq!(held["reason"], "held through the update door", "{held}");
+    assert!(h.status()["hold"].is_object());
+    h.update(&["door", "hold", "0", "--socket", s])
+        .fails_with("is not an action the door offers");
+    // Raw requests the server refuses: answered with exit code 2.
+    for bad in [
+        "hold 01\n",
+        "hold 5 --reason x\n",
+        "hold 31622401\n",
+        "hold\n",
+    ] {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(bad.as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(r["exit_code"], 2, "{bad:?}: {answer}");
+        assert!(
+            r["stderr"].as_str().unwrap().contains("unknown action"),
+            "{answer}"
+        );
+    }
+    h.update(&["door", "hold-clear", "--socket", s]).ok();
+    assert!(h.status()["hold"].is_null());
+
+    // Through the agent: its door commands go to the socket.
+    let u = charter_tests::bin("charter-update");
+    let u = u.display();
+    let a = start(
+        &h,
+        &[],
+        &format!(
+            "[update]\nhold = [\"{u}\", \"door\", \"hold\", \"--socket\", \"{s}\"]\n\
+             hold_clear = [\"{u}\", \"door\", \"hold-clear\", \"--socket\", \"{s}\"]\n\
+             status = [\"{u}\", \"door\", \"status\", \"--socket\", \"{s}\"]\n"
+        ),
+    );
+    for bad in [
+        "",
+        "?seconds=abc",
+        "?seconds=0",
+        "?seconds=31622401",
+        "?seconds=-5",
+    ] {
+        let (code, body) = a.raw(
+            format!("POST /v1/update/hold{bad} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("?seconds=N"), "{body}");
+    }
+    a.cli(&["update", "hold", "--seconds", "7200"]).ok();
+    let st = a.cli(&["update", "status"]).ok();
+    assert!(
+        st.stdout.contains("held through the update door"),
+        "the API's status shows the hold: {st:?}"
+    );
+    // auto defers while held.
+    h.publish("1.1.0", true, "a = 1\n", &[]);
+    let d = h.update(&["auto", "--json"]).ok().json();
+    assert_eq!(d["result"], "deferred", "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("held"), "{d}");
+    a.cli(&["update", "hold-clear"]).ok();
+    let i = h.update(&["auto", "--json"]).ok().json();
+    assert_eq!(i["result"], "installed", "{i}");
+    // The audit log names the actions and who asked.
+    let log = std::fs::read_to_string(h.path().join("agent/state/audit.jsonl")).unwrap();
+    assert!(log.contains("\"action\":\"hold\"") && log.contains("\"action\":\"hold-clear\""));
+}

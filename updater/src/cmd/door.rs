@@ -10,9 +10,12 @@ const DOOR_SOCKET: &str = "/run/charter-update/door.sock";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// check, apply, rollback or status.
-    #[arg(value_parser = ["check", "apply", "rollback", "status"])]
+    /// check, apply, rollback, status, hold (with SECONDS) or hold-clear.
+    #[arg(value_parser = ["check", "apply", "rollback", "status", "hold", "hold-clear"])]
     action: String,
+    /// For `hold`: how long, in seconds (1 to 366 days).
+    #[arg(required_if_eq("action", "hold"))]
+    seconds: Option<String>,
     /// The door's socket.
     #[arg(long, value_name = "PATH", default_value = DOOR_SOCKET)]
     socket: PathBuf,
@@ -21,7 +24,18 @@ pub struct Args {
 impl Args {
     /// The client side of the socket door: one request, the answer relayed.
     pub fn run(self) -> Result<ExitCode> {
-        let action = Action::from_name(&self.action).context("unknown action")?;
+        let line = match (&self.action[..], &self.seconds) {
+            ("hold", Some(secs)) => format!("hold {secs}"),
+            (_, Some(_)) => anyhow::bail!("only `hold` takes a number of seconds"),
+            (a, None) => a.to_owned(),
+        };
+        let action = Action::from_line(&line).with_context(|| {
+            format!(
+                "`{line}` is not an action the door offers (hold takes whole seconds, \
+                 1 to {})",
+                charter_updater::host::state::Hold::MAX_SECS
+            )
+        })?;
         let socket = &self.socket;
         let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
             format!(

@@ -27,7 +27,7 @@ impl Args {
             Ok(action) => {
                 eprintln!(
                     "charter-update: door: {} requested by {peer}",
-                    action.as_str()
+                    action.request_line()
                 );
                 let exe = std::env::current_exe().context("cannot find this program")?;
                 let extra: Vec<std::ffi::OsString> = ctx
@@ -38,7 +38,7 @@ impl Args {
                 let r = run_action(&exe, &extra, action);
                 eprintln!(
                     "charter-update: door: {} for {peer} exited {:?}",
-                    action.as_str(),
+                    action.request_line(),
                     r.exit_code
                 );
                 r
