@@ -407,6 +407,14 @@ pub enum RolloutCmd {
         /// Also count the hosts' reports per wave (with --secret).
         #[command(flatten)]
         reports: ReportsArgs,
+        /// Draw the rollout as an SVG chart: the plan's eligible share over
+        /// time, the installed share (with --fleet-size), the failures per
+        /// wave and the instant of a halt.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
+        /// How many hosts the fleet has, for the installed share.
+        #[arg(long, value_name = "N", requires = "chart")]
+        fleet_size: Option<u32>,
     },
     /// Count the hosts' reports of the channel's version per wave, and halt
     /// the rollout (re-signing its pointer) when the failure ratio of a

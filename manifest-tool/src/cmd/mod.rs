@@ -12,6 +12,7 @@ mod license;
 mod manifest;
 mod repo;
 mod rollout;
+mod rollout_chart;
 mod root;
 mod secrets;
 

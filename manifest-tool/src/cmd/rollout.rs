@@ -15,7 +15,13 @@ use crate::util::{parse_duration, print_json};
 
 pub fn run(ctx: &Ctx, cmd: RolloutCmd) -> Result<()> {
     match cmd {
-        RolloutCmd::Status { on, at, reports } => {
+        RolloutCmd::Status {
+            on,
+            at,
+            reports,
+            chart,
+            fleet_size,
+        } => {
             let p = pointer(&on)?;
             let now = match &at {
                 None => Timestamp::now(),
@@ -25,6 +31,10 @@ pub fn run(ctx: &Ctx, cmd: RolloutCmd) -> Result<()> {
                 Some(src) => Some(count(&read_reports(src)?, &p, &reports)?),
                 None => None,
             };
+            if let Some(path) = &chart {
+                let svg = super::rollout_chart::draw(&p, counts.as_ref(), fleet_size, now)?;
+                crate::util::write_atomic(path, svg.as_bytes())?;
+            }
             status(ctx, &p, now, counts.as_ref())
         }
         RolloutCmd::Watch {
@@ -188,17 +198,17 @@ fn read_reports(src: &str) -> Result<Vec<Vec<u8>>> {
 
 /// The reports of one wave.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct WaveCount {
-    healthy: u32,
-    failed: u32,
+pub(super) struct WaveCount {
+    pub(super) healthy: u32,
+    pub(super) failed: u32,
 }
 
 impl WaveCount {
-    fn total(self) -> u32 {
+    pub(super) fn total(self) -> u32 {
         self.healthy + self.failed
     }
 
-    fn ratio(self) -> f64 {
+    pub(super) fn ratio(self) -> f64 {
         if self.total() == 0 {
             0.0
         } else {
@@ -210,8 +220,10 @@ impl WaveCount {
 /// The reports of the pointer's version: per wave (0: reported without a
 /// plan), and what was left out.
 #[derive(Debug, Default)]
-struct Counts {
-    waves: std::collections::BTreeMap<u32, WaveCount>,
+pub(super) struct Counts {
+    pub(super) waves: std::collections::BTreeMap<u32, WaveCount>,
+    /// The counted votes, by time: when, and whether a failure.
+    pub(super) votes: Vec<(Timestamp, bool)>,
     /// Lines that do not verify under the secret (or are malformed).
     unverified: u32,
     /// Verified reports of another product or version.
@@ -266,6 +278,7 @@ fn count(lines: &[Vec<u8>], p: &ChannelPointer, args: &crate::cli::ReportsArgs) 
             continue;
         }
         *n += 1;
+        c.votes.push((r.time, r.outcome.is_failure()));
         let w = c.waves.entry(r.wave.unwrap_or(0)).or_default();
         if r.outcome.is_failure() {
             w.failed += 1;

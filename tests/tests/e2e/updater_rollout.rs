@@ -549,6 +549,36 @@ fn reports_of_failures_halt_the_rollout_through_rollout_watch() {
         "{s}"
     );
 
+    // The same drawn: plan, installed share, the halt, reports per wave.
+    rollout_cmd(
+        &h,
+        "status",
+        "stable",
+        &[
+            "--reports",
+            "reports",
+            "--secret",
+            "report.secret",
+            "--chart",
+            "chart.svg",
+            "--fleet-size",
+            "20",
+        ],
+    )
+    .ok();
+    let svg = std::fs::read_to_string(h.f.path().join("chart.svg")).unwrap();
+    for needle in [
+        "<svg",
+        "plan: eligible share",
+        "installed and healthy (of 20 hosts)",
+        "halted at ",
+        "rollout watch: wave 1",
+        "reports per wave",
+    ] {
+        assert!(svg.contains(needle), "{needle} not in the chart");
+    }
+    assert!(svg.matches("<polyline").count() >= 3, "three lines drawn");
+
     // A report key others can read is refused: a warning, no reports.
     use std::os::unix::fs::PermissionsExt;
     let key = h.f.path().join("report.key");
