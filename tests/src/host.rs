@@ -159,44 +159,29 @@ impl Host {
         self.point_with(channel, version, &[]).ok();
     }
 
+    /// `charter <words…> --repo repo --product panel --channel <channel>`
+    /// and `extra` args, in the fixture directory.
+    pub fn on_channel(&self, words: &[&str], channel: &str, extra: &[&str]) -> Output {
+        let mut args = words.to_vec();
+        args.extend_from_slice(&["--repo", "repo", "--product", "panel", "--channel", channel]);
+        args.extend_from_slice(extra);
+        self.f.charter(&args)
+    }
+
     /// `charter channel publish` of `version` on `channel` with `extra`
     /// args (`--rollout PLAN`, ...).
     pub fn point_with(&self, channel: &str, version: &str, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "channel",
-            "publish",
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            channel,
-            "--version",
-            version,
-            "--key",
-            "chan.key",
-        ];
+        let mut args = vec!["--version", version, "--key", "chan.key"];
         args.extend_from_slice(extra);
-        self.f.charter(&args)
+        self.on_channel(&["channel", "publish"], channel, &args)
     }
 
     /// `charter channel <verb>` (halt, resume) on the stable channel, with
     /// `extra` args.
     pub fn channel(&self, verb: &str, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "channel",
-            verb,
-            "--repo",
-            "repo",
-            "--product",
-            "panel",
-            "--channel",
-            "stable",
-            "--key",
-            "chan.key",
-        ];
+        let mut args = vec!["--key", "chan.key"];
         args.extend_from_slice(extra);
-        self.f.charter(&args)
+        self.on_channel(&["channel", verb], "stable", &args)
     }
 
     /// The stable channel pointer's payload as served.

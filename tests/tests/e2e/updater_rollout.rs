@@ -36,21 +36,19 @@ fn plan_file(h: &Host, name: &str, json: &str) -> String {
     name.to_owned()
 }
 
-/// `charter rollout <verb> --repo repo --product panel --channel <channel>`
-/// with `extra` args (put `--json` in `extra` for JSON).
+/// `charter rollout <verb>` on `channel` with `extra` args (put `--json`
+/// in `extra` for JSON).
 fn rollout_cmd(h: &Host, verb: &str, channel: &str, extra: &[&str]) -> charter_tests::Output {
-    let mut args = vec![
-        "rollout",
-        verb,
-        "--repo",
-        "repo",
-        "--product",
-        "panel",
-        "--channel",
-        channel,
-    ];
-    args.extend_from_slice(extra);
-    h.f.charter(&args)
+    h.on_channel(&["rollout", verb], channel, extra)
+}
+
+/// `auto` defers, for a reason that starts with `why`; its answer.
+#[track_caller]
+fn auto_deferred(h: &Host, why: &str) -> serde_json::Value {
+    let a = auto(h);
+    assert_eq!(a["result"], "deferred", "{a}");
+    assert!(a["reason"].as_str().unwrap().starts_with(why), "{a}");
+    a
 }
 
 #[track_caller]
@@ -82,15 +80,7 @@ fn late_host_waits_for_its_turn_then_installs_and_apply_may_go_early() {
             .contains("ahead of this host's turn"),
         "{c}"
     );
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(
-        a["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("not this host's turn yet: position 9999, wave 1 of 1"),
-        "{a}"
-    );
+    let a = auto_deferred(&h, "not this host's turn yet: position 9999, wave 1 of 1");
     let until: jiff::Timestamp = a["until"].as_str().unwrap().parse().unwrap();
     let status = h.update(&["status"]).ok().stdout;
     assert!(
@@ -297,15 +287,7 @@ fn operator_hold_stops_auto_until_it_expires_or_is_cleared_and_apply_still_insta
     );
     let s = h.status();
     assert_eq!(s["hold"]["reason"], "quarter-end", "{s}");
-    let a = auto(&h);
-    assert_eq!(a["result"], "deferred", "{a}");
-    assert!(
-        a["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("held by the operator until"),
-        "{a}"
-    );
+    let a = auto_deferred(&h, "held by the operator until");
     assert_eq!(a["until"], s["hold"]["until"]);
     let text = h.update(&["status"]).ok().stdout;
     assert!(

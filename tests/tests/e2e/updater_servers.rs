@@ -126,6 +126,13 @@ fn tampered_pinned_manifest_copy_is_fetched_again_not_trusted() {
     );
 }
 
+/// Long enough for an nginx cache entry of life `ttl` to be stale: nginx
+/// counts in whole seconds and an entry is fresh while `valid_sec >= now`,
+/// so it may live up to a second past its life.
+fn past_life(ttl: Duration) -> Duration {
+    ttl + Duration::from_millis(1500)
+}
+
 #[test]
 fn halt_reaches_hosts_through_a_caching_proxy_within_its_cache_life() {
     let h = Host::with_config(
@@ -135,7 +142,7 @@ fn halt_reaches_hosts_through_a_caching_proxy_within_its_cache_life() {
     h.publish("1.0.0", true, "a = 1\n", &[]);
     h.update(&["apply", "--json"]).ok();
     let origin = Nginx::origin(&h.repo);
-    let ttl = Duration::from_secs(2);
+    let ttl = Duration::from_secs(4);
     let edge = Nginx::caching_proxy(&origin.origin_url(), ttl);
     h.write_config(
         &edge.url(),
@@ -170,7 +177,7 @@ fn halt_reaches_hosts_through_a_caching_proxy_within_its_cache_life() {
 
     // Past the cache life the edge revalidates with the origin (a
     // conditional GET), gets the new pointer, and the host stops.
-    std::thread::sleep(ttl + Duration::from_millis(500));
+    std::thread::sleep(past_life(ttl));
     let c = h.update(&["check", "--json"]).ok().json();
     assert_eq!(c["rollout"]["halted"]["reason"], "crash reports", "{c}");
     let a = h.update(&["auto", "--json"]).ok().json();
@@ -190,7 +197,7 @@ fn halt_reaches_hosts_through_a_caching_proxy_within_its_cache_life() {
     // Idle again: once the edge has the halted pointer, the host's poll
     // is answered 304 through it (the edge revalidates with the origin
     // when its copy is stale, and the origin answers 304 too).
-    std::thread::sleep(ttl + Duration::from_millis(500));
+    std::thread::sleep(past_life(ttl));
     edge.clear_log();
     origin.clear_log();
     h.update(&["check", "--json"]).ok();
