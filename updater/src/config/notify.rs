@@ -66,20 +66,26 @@ pub struct NotifyConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Checks a URL charter-update POSTs to (`field` names the setting):
+/// `https://` or `http://`, and no credentials in it.
+pub(crate) fn post_url(field: &str, url: &str) -> std::result::Result<(), String> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!(
+            "{field} `{url}` must start with https:// or http://"
+        ));
+    }
+    if let Some(rest) = url.split("://").nth(1)
+        && rest.split('/').next().is_some_and(|a| a.contains('@'))
+    {
+        return Err(format!("{field} must not carry credentials"));
+    }
+    Ok(())
+}
+
 impl NotifyConfig {
     /// Checks the URL and the numbers; the message names the field.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(format!(
-                "notify.url `{}` must start with https:// or http://",
-                self.url
-            ));
-        }
-        if let Some(rest) = self.url.split("://").nth(1)
-            && rest.split('/').next().is_some_and(|a| a.contains('@'))
-        {
-            return Err("notify.url must not carry credentials".into());
-        }
+        post_url("notify.url", &self.url)?;
         if self.timeout_secs == 0 || self.timeout_secs > 300 {
             return Err("notify.timeout_secs must be within 1..=300".into());
         }

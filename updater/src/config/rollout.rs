@@ -85,18 +85,7 @@ impl RolloutConfig {
         }
         match (&self.report_url, &self.report_key) {
             (Some(url), Some(_)) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(format!(
-                        "rollout.report_url `{url}` must start with https:// or http://"
-                    ));
-                }
-                if let Some(rest) = url.split("://").nth(1)
-                    && rest.split('/').next().is_some_and(|a| a.contains('@'))
-                {
-                    return Err(
-                        "rollout.report_url must not carry credentials (user:password@)".into(),
-                    );
-                }
+                super::notify::post_url("rollout.report_url", url)?;
                 if !(1..=300).contains(&self.report_timeout_secs) {
                     return Err(format!(
                         "rollout.report_timeout_secs {} is not 1 to 300",
